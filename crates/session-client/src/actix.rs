@@ -1,0 +1,334 @@
+//! actix-web integration: [`SessionMiddleware`] and the [`RequestSession`] extractor.
+//!
+//! - Nothing is loaded for requests that never touch the session.
+//! - A session is created on the first write, never by a read.
+//! - Writes send only the operations the handler made, never the whole session.
+//! - The cookie is HttpOnly, SameSite=Lax, Path=/, and Secure when the request came over TLS
+//!   or when configured. A forged, unknown or expired cookie simply starts a new session.
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, get, web};
+//! use session_client::{ClientConfig, Ops, SessionClient, actix::{RequestSession, SessionMiddleware}};
+//!
+//! #[get("/visit")]
+//! async fn visit(session: RequestSession) -> actix_web::Result<String> {
+//!     let written = session.apply(Ops::new().counter_add("visits", 1)).await
+//!         .map_err(actix_web::error::ErrorServiceUnavailable)?;
+//!     Ok(format!("visit {}", written.results[0].counter))
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let client = SessionClient::connect_lazy(ClientConfig::default()).expect("valid address");
+//! HttpServer::new(move || App::new().wrap(SessionMiddleware::new(client.clone())).service(visit))
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! # }
+//! ```
+
+use crate::{
+    client::SessionClient,
+    error::Error,
+    value::{Ops, Session, SessionInfo, WriteResult},
+};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest,
+    cookie::{Cookie, SameSite},
+    dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+};
+use futures_util::future::{LocalBoxFuture, Ready, ready};
+use std::{cell::RefCell, rc::Rc, time::Duration};
+
+/// The cookie name when none is configured.
+pub const DEFAULT_COOKIE_NAME: &str = "sid";
+/// Cookie values longer than this cannot be ids and are ignored without asking the server.
+const MAX_COOKIE_LEN: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    /// `Some(true)` always sets Secure; `None` sets it when the request came over TLS.
+    pub secure: Option<bool>,
+    /// Timeouts of sessions this app creates; `None` takes the server's defaults.
+    pub idle_timeout: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: DEFAULT_COOKIE_NAME.into(),
+            secure: None,
+            idle_timeout: None,
+            max_lifetime: None,
+        }
+    }
+}
+
+/// Middleware that gives every request a lazily loaded [`RequestSession`] and keeps the
+/// session cookie in step with it.
+#[derive(Debug, Clone)]
+pub struct SessionMiddleware {
+    shared: Rc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: SessionClient,
+    config: SessionConfig,
+}
+
+impl SessionMiddleware {
+    pub fn new(client: SessionClient) -> Self {
+        Self::with_config(client, SessionConfig::default())
+    }
+
+    pub fn with_config(client: SessionClient, config: SessionConfig) -> Self {
+        Self {
+            shared: Rc::new(Shared { client, config }),
+        }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService {
+            service: Rc::new(service),
+            shared: Rc::clone(&self.shared),
+        }))
+    }
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SessionService<S> {
+    service: Rc<S>,
+    shared: Rc<Shared>,
+}
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let config = &self.shared.config;
+        let cookie_id = req
+            .cookie(&config.cookie_name)
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE_LEN);
+        let had_cookie = req.cookie(&config.cookie_name).is_some();
+        let secure = config
+            .secure
+            .unwrap_or_else(|| req.connection_info().scheme() == "https");
+        let session = RequestSession {
+            client: self.shared.client.clone(),
+            state: Rc::new(RefCell::new(State {
+                id: cookie_id,
+                had_cookie,
+                changed: false,
+                cached: None,
+                idle_timeout: config.idle_timeout,
+                max_lifetime: config.max_lifetime,
+            })),
+        };
+        req.extensions_mut().insert(session.clone());
+        let cookie_name = config.cookie_name.clone();
+        let fut = self.service.call(req);
+        Box::pin(async move {
+            let mut res = fut.await?;
+            let state = session.state.borrow();
+            let cookie = match (&state.id, state.changed || state.had_cookie) {
+                (Some(id), true) if state.changed => {
+                    Some(session_cookie(&cookie_name, id.clone(), secure))
+                }
+                // The browser holds a cookie that names no session: clear it.
+                (None, true) => {
+                    let mut c = session_cookie(&cookie_name, String::new(), secure);
+                    c.make_removal();
+                    Some(c)
+                }
+                _ => None,
+            };
+            if let Some(cookie) = cookie {
+                if let Err(e) = res.response_mut().add_cookie(&cookie) {
+                    tracing::warn!(error = %e, "could not set the session cookie");
+                }
+            }
+            Ok(res)
+        })
+    }
+}
+
+fn session_cookie(name: &str, value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build(name.to_owned(), value)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(secure)
+        .finish()
+}
+
+#[derive(Debug)]
+struct State {
+    /// The session's id as far as this request knows; `None` when it has none (yet).
+    id: Option<String>,
+    had_cookie: bool,
+    /// The id changed during this request (created, rotated, invalidated): send a cookie.
+    changed: bool,
+    /// The session as last read or written during this request.
+    cached: Option<Session>,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+}
+
+/// The request's session, for handlers. Clones share state within the request.
+#[derive(Debug, Clone)]
+pub struct RequestSession {
+    client: SessionClient,
+    state: Rc<RefCell<State>>,
+}
+
+impl FromRequest for RequestSession {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<RequestSession>()
+                .cloned()
+                .ok_or_else(|| {
+                    actix_web::error::ErrorInternalServerError(
+                        "SessionMiddleware is not installed on this app",
+                    )
+                }),
+        )
+    }
+}
+
+impl RequestSession {
+    /// The session id, if the request has a session. It is a credential: never log it whole.
+    pub fn id(&self) -> Option<String> {
+        self.state.borrow().id.clone()
+    }
+
+    /// The session, read once per request; `None` when there is none (no cookie, or one
+    /// naming an unknown, expired or invalidated session).
+    pub async fn load(&self) -> Result<Option<Session>, Error> {
+        let (id, cached) = {
+            let s = self.state.borrow();
+            (s.id.clone(), s.cached.clone())
+        };
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let Some(id) = id else { return Ok(None) };
+        match self.client.get(&id).await {
+            Ok(session) => {
+                self.state.borrow_mut().cached = Some(session.clone());
+                Ok(Some(session))
+            }
+            Err(Error::NotFound) => {
+                self.forget(&id);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `ops` to the session, creating it first if the request has none.
+    pub async fn apply(&self, ops: Ops) -> Result<WriteResult, Error> {
+        self.write(ops, false).await
+    }
+
+    /// Like [`apply`](Self::apply), and returns the session after the write in the same
+    /// round trip (later [`load`](Self::load)s in this request are then free).
+    pub async fn apply_and_load(&self, ops: Ops) -> Result<Session, Error> {
+        let written = self.write(ops, true).await?;
+        written.session.ok_or_else(|| Error::Server {
+            code: tonic::Code::Internal,
+            message: "server did not return the session".into(),
+        })
+    }
+
+    async fn write(&self, ops: Ops, return_session: bool) -> Result<WriteResult, Error> {
+        let id = self.id();
+        if let Some(id) = id {
+            match self
+                .client
+                .apply_with(&id, ops.clone(), return_session)
+                .await
+            {
+                Ok(written) => {
+                    self.state.borrow_mut().cached = written.session.clone();
+                    return Ok(written);
+                }
+                Err(Error::NotFound) => self.forget(&id),
+                Err(e) => return Err(e),
+            }
+        }
+        let (idle, lifetime) = {
+            let s = self.state.borrow();
+            (s.idle_timeout, s.max_lifetime)
+        };
+        let written = self
+            .client
+            .create_with(ops, idle, lifetime, return_session)
+            .await?;
+        let mut s = self.state.borrow_mut();
+        s.id = Some(written.info.id.clone());
+        s.changed = true;
+        s.cached = written.session.clone();
+        Ok(written)
+    }
+
+    /// Gives the session a new id, keeping its data: call it when a user logs in, so an id
+    /// planted before login (session fixation) is worthless afterwards.
+    pub async fn rotate_id(&self) -> Result<Option<SessionInfo>, Error> {
+        let Some(id) = self.id() else { return Ok(None) };
+        let info = self.client.rotate_id(&id).await?;
+        let mut s = self.state.borrow_mut();
+        s.id = Some(info.id.clone());
+        s.changed = true;
+        s.cached = None;
+        Ok(Some(info))
+    }
+
+    /// Ends the session on the server and clears the cookie.
+    pub async fn invalidate(&self) -> Result<(), Error> {
+        let Some(id) = self.id() else { return Ok(()) };
+        match self.client.invalidate(&id).await {
+            Ok(()) | Err(Error::NotFound) => {
+                self.forget(&id);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        let mut s = self.state.borrow_mut();
+        if s.id.as_deref() == Some(id) {
+            s.id = None;
+            s.cached = None;
+            s.changed = true;
+        }
+    }
+}

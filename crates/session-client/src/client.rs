@@ -1,0 +1,316 @@
+//! [`SessionClient`]: the typed API over `session.v1`, with per-call deadlines so that a
+//! missing server gives [`Error::Unavailable`] in bounded time, never a hang.
+
+use crate::{
+    error::Error,
+    value::{Ops, Session, SessionInfo, WriteResult},
+};
+use futures_util::{StreamExt, stream::BoxStream};
+use serde::{Serialize, de::DeserializeOwned};
+use session_proto::v1::{
+    self as pb, session_service_client::SessionServiceClient,
+    session_service_server::SessionService,
+};
+use std::{fmt, sync::Arc, time::Duration};
+use tonic::{
+    Request, Status,
+    transport::{Channel, Endpoint},
+};
+
+/// The default deadline of every call: how long an app waits before it calls the server
+/// unavailable.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The address clients use when given none.
+pub fn default_server_url() -> String {
+    format!("http://127.0.0.1:{}", session_proto::DEFAULT_PORT)
+}
+
+/// A session service running in this process, called without a network hop.
+pub type LocalService =
+    dyn SessionService<WatchStream = BoxStream<'static, Result<pb::WatchResponse, Status>>>;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server addresses (`http://host:port`); calls are spread over all that answer.
+    pub endpoints: Vec<String>,
+    /// Deadline of each call, connection included.
+    pub timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: vec![default_server_url()],
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Transport {
+    Grpc(SessionServiceClient<Channel>),
+    Local(Arc<LocalService>),
+}
+
+/// A handle to the session service. Cheap to clone; clones share connections.
+///
+/// The underlying channel reconnects by itself: when the server comes back after a restart,
+/// the next call works again without rebuilding the client.
+#[derive(Clone)]
+pub struct SessionClient {
+    transport: Transport,
+    timeout: Duration,
+}
+
+impl fmt::Debug for SessionClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let transport = match self.transport {
+            Transport::Grpc(_) => "grpc",
+            Transport::Local(_) => "in-process",
+        };
+        f.debug_struct("SessionClient")
+            .field("transport", &transport)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Runs a call on whichever transport the client has, within its deadline.
+macro_rules! call {
+    ($self:ident, $method:ident, $req:expr) => {{
+        let req = $req;
+        let call = async {
+            match &$self.transport {
+                Transport::Grpc(c) => {
+                    let mut request = Request::new(req);
+                    request.set_timeout($self.timeout);
+                    c.clone().$method(request).await
+                }
+                Transport::Local(s) => s.$method(Request::new(req)).await,
+            }
+        };
+        match tokio::time::timeout($self.timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(Error::from(status)),
+            Err(_) => Err(Error::Unavailable(format!(
+                "no answer within {:?}",
+                $self.timeout
+            ))),
+        }
+    }};
+}
+
+impl SessionClient {
+    /// A client that connects on first use (and reconnects after failures), so an app can
+    /// start before the session server does.
+    pub fn connect_lazy(config: ClientConfig) -> Result<Self, Error> {
+        if config.endpoints.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no session server address given".into(),
+            ));
+        }
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|url| {
+                Endpoint::from_shared(url.clone())
+                    .map(|e| e.connect_timeout(config.timeout).tcp_nodelay(true))
+                    .map_err(|_| {
+                        Error::InvalidArgument(format!(
+                            "{url:?} is not a valid address (write http://HOST:PORT)"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let channel = match <[Endpoint; 1]>::try_from(endpoints) {
+            Ok([one]) => one.connect_lazy(),
+            Err(many) => Channel::balance_list(many.into_iter()),
+        };
+        Ok(Self {
+            transport: Transport::Grpc(SessionServiceClient::new(channel)),
+            timeout: config.timeout,
+        })
+    }
+
+    /// A client of a service in this process: same semantics, no network, nothing shared.
+    pub fn in_process(service: Arc<LocalService>) -> Self {
+        Self {
+            transport: Transport::Local(service),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Creates a session (the server makes its id) and applies `ops` to it atomically.
+    pub async fn create(&self, ops: Ops) -> Result<WriteResult, Error> {
+        self.create_with(ops, None, None, false).await
+    }
+
+    /// Creates a session with its own timeouts, optionally returning the whole session.
+    pub async fn create_with(
+        &self,
+        ops: Ops,
+        idle_timeout: Option<Duration>,
+        max_lifetime: Option<Duration>,
+        return_session: bool,
+    ) -> Result<WriteResult, Error> {
+        let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis() as u64);
+        let req = pb::CreateRequest {
+            operations: ops.ops,
+            idle_timeout_ms: ms(idle_timeout),
+            max_lifetime_ms: ms(max_lifetime),
+            returning: returning(return_session),
+        };
+        call!(self, create, req)?.try_into()
+    }
+
+    /// The whole session.
+    pub async fn get(&self, id: &str) -> Result<Session, Error> {
+        self.get_names(id, &[]).await
+    }
+
+    /// Only the named attributes (all when `names` is empty).
+    pub async fn get_names(&self, id: &str, names: &[&str]) -> Result<Session, Error> {
+        let req = pb::GetRequest {
+            id: id.to_owned(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            known_version: 0,
+        };
+        let resp = call!(self, get, req)?;
+        resp.session.unwrap_or_default().try_into()
+    }
+
+    /// `None` when the session is still at `known_version` (a cheap answer), else the session.
+    pub async fn get_if_changed(
+        &self,
+        id: &str,
+        known_version: u64,
+    ) -> Result<Option<Session>, Error> {
+        let req = pb::GetRequest {
+            id: id.to_owned(),
+            names: Vec::new(),
+            known_version,
+        };
+        let resp = call!(self, get, req)?;
+        if resp.not_modified {
+            return Ok(None);
+        }
+        resp.session.unwrap_or_default().try_into().map(Some)
+    }
+
+    /// Applies `ops` atomically: all of them or, on any error, none.
+    pub async fn apply(&self, id: &str, ops: Ops) -> Result<WriteResult, Error> {
+        self.apply_with(id, ops, false).await
+    }
+
+    /// Like [`apply`](Self::apply), returning the whole session after the write in the same
+    /// round trip.
+    pub async fn apply_with(
+        &self,
+        id: &str,
+        ops: Ops,
+        return_session: bool,
+    ) -> Result<WriteResult, Error> {
+        let req = pb::ApplyRequest {
+            id: id.to_owned(),
+            operations: ops.ops,
+            returning: returning(return_session),
+        };
+        call!(self, apply, req)?.try_into()
+    }
+
+    pub async fn invalidate(&self, id: &str) -> Result<(), Error> {
+        call!(
+            self,
+            invalidate,
+            pb::InvalidateRequest { id: id.to_owned() }
+        )
+        .map(drop)
+    }
+
+    /// Gives the session a new id (the old one is NOT_FOUND at once): call it on login.
+    pub async fn rotate_id(&self, id: &str) -> Result<SessionInfo, Error> {
+        let resp = call!(self, rotate_id, pb::RotateIdRequest { id: id.to_owned() })?;
+        Ok(resp.info.unwrap_or_default().into())
+    }
+
+    /// Read-modify-write of one JSON attribute without locks: reads it, calls `f` with its
+    /// current value, and writes the result only if nobody changed it meanwhile; on a
+    /// conflict `f` runs again on the newer value. Gives up after `MODIFY_ATTEMPTS` tries.
+    pub async fn modify<T, F>(&self, id: &str, name: &str, mut f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T,
+    {
+        const MODIFY_ATTEMPTS: usize = 16;
+        let session = self.get_names(id, &[name]).await?;
+        let mut current: Option<T> = session.get_json(name)?;
+        let mut version = session.attribute(name).map_or(0, |a| a.version);
+        let mut last = None;
+        for _ in 0..MODIFY_ATTEMPTS {
+            let new = f(current.take());
+            match self
+                .apply(id, Ops::new().set_json_if(name, &new, version)?)
+                .await
+            {
+                Ok(_) => return Ok(new),
+                Err(Error::Conflict {
+                    current: now,
+                    name: conflicted,
+                }) => {
+                    version = now.as_ref().map_or(0, |a| a.version);
+                    let probe = Session {
+                        info: session.info.clone(),
+                        attributes: now.into_iter().map(|a| (name.to_owned(), a)).collect(),
+                    };
+                    current = probe.get_json(name)?;
+                    last = Some(Error::Conflict {
+                        name: conflicted,
+                        current: None,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(Error::NotFound))
+    }
+
+    /// The raw event stream from `server_epoch`/`after_seq` (0/0: from now). Most apps want
+    /// [`crate::watch::subscribe`], which reconnects and resumes by itself.
+    pub async fn watch_raw(
+        &self,
+        server_epoch: u64,
+        after_seq: u64,
+    ) -> Result<BoxStream<'static, Result<pb::WatchResponse, Error>>, Error> {
+        let req = pb::WatchRequest {
+            server_epoch,
+            after_seq,
+        };
+        let stream = match &self.transport {
+            Transport::Grpc(c) => {
+                let mut c = c.clone();
+                let open = c.watch(Request::new(req));
+                let resp = tokio::time::timeout(self.timeout, open)
+                    .await
+                    .map_err(|_| {
+                        Error::Unavailable(format!("no answer within {:?}", self.timeout))
+                    })??;
+                resp.into_inner().boxed()
+            }
+            Transport::Local(s) => s.watch(Request::new(req)).await?.into_inner(),
+        };
+        Ok(stream.map(|item| item.map_err(Error::from)).boxed())
+    }
+}
+
+fn returning(session: bool) -> i32 {
+    if session {
+        pb::Returning::Session as i32
+    } else {
+        pb::Returning::Info as i32
+    }
+}

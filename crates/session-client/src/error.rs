@@ -1,0 +1,81 @@
+//! Typed errors: what an app can act on, instead of raw gRPC statuses.
+
+use crate::value::Attribute;
+use prost::Message;
+use session_proto::v1 as pb;
+use tonic::{Code, Status};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The session is unknown, expired or invalidated: start a new one.
+    #[error("session not found")]
+    NotFound,
+    /// A compare-and-set did not match; `current` is the attribute as it is now (absent when
+    /// it does not exist), so the caller can merge and retry.
+    #[error("conflict on attribute {name:?}: it changed since it was read")]
+    Conflict {
+        name: String,
+        current: Option<Attribute>,
+    },
+    /// A size limit of the server was hit; the message says which.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// A bound given by the operation itself (list length, counter range) was hit.
+    #[error("out of range: {0}")]
+    OutOfRange(String),
+    /// The attribute holds another kind of value than the operation works on.
+    #[error("wrong attribute type: {0}")]
+    WrongType(String),
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    /// The server could not be reached or did not answer in time.
+    #[error("session server unavailable: {0}")]
+    Unavailable(String),
+    /// An attribute's bytes are not what the caller asked to decode.
+    #[error("cannot decode attribute {name:?}: {reason}")]
+    Decode { name: String, reason: String },
+    #[error("session server error ({code:?}): {message}")]
+    Server { code: Code, message: String },
+}
+
+impl Error {
+    /// Whether the failure is the server's absence, as opposed to an answer.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::NotFound => Error::NotFound,
+            Code::Aborted => match pb::Conflict::decode(status.details()) {
+                Ok(conflict) => {
+                    let current = conflict.current.and_then(|a| {
+                        let name = a.name.clone();
+                        Attribute::try_from(a).ok().map(|attr| (name, attr))
+                    });
+                    Error::Conflict {
+                        name: current.as_ref().map(|(n, _)| n.clone()).unwrap_or_default(),
+                        current: current.map(|(_, a)| a),
+                    }
+                }
+                Err(_) => Error::Server {
+                    code: Code::Aborted,
+                    message,
+                },
+            },
+            Code::ResourceExhausted => Error::LimitExceeded(message),
+            Code::OutOfRange => Error::OutOfRange(message),
+            Code::FailedPrecondition => Error::WrongType(message),
+            Code::InvalidArgument => Error::InvalidArgument(message),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                Error::Unavailable(message)
+            }
+            // Transport failures (connection reset mid-call) surface as Unknown with no server text.
+            Code::Unknown if status.metadata().is_empty() => Error::Unavailable(message),
+            code => Error::Server { code, message },
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The `session.v1` protocol: the generated protobuf messages and the tonic client and server
+//! for `SessionService`. The schema is `proto/session/v1/session.proto`; docs/protocol.md
+//! describes every RPC, field and error.
+//!
+//! Server and client crates both depend on this one and never on each other.
+
+#![allow(missing_debug_implementations, clippy::all)] // generated code
+
+/// Generated code for the `session.v1` package.
+pub mod v1 {
+    tonic::include_proto!("session.v1");
+
+    /// The encoded `FileDescriptorSet` of the schema, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("session_v1_descriptor");
+}
+
+pub use v1::*;
+
+/// The classic session-server port, where servers listen and clients look by default.
+pub const DEFAULT_PORT: u16 = 9510;

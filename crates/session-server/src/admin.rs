@@ -1,0 +1,60 @@
+//! The admin HTTP port: `/metrics` (Prometheus text) and `/healthz`.
+
+use crate::{events::EventLog, metrics::Metrics, store::SessionStore};
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+#[derive(Debug)]
+pub struct AdminState<S> {
+    pub store: Arc<S>,
+    pub events: Arc<EventLog>,
+    pub metrics: Arc<Metrics>,
+    /// Cleared when shutdown begins, so load balancers stop sending work first.
+    pub serving: Arc<AtomicBool>,
+}
+
+impl<S> Clone for AdminState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            events: Arc::clone(&self.events),
+            metrics: Arc::clone(&self.metrics),
+            serving: Arc::clone(&self.serving),
+        }
+    }
+}
+
+pub fn router<S: SessionStore>(state: AdminState<S>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::<S>))
+        .route("/healthz", get(healthz::<S>))
+        .with_state(state)
+}
+
+async fn metrics<S: SessionStore>(State(state): State<AdminState<S>>) -> impl IntoResponse {
+    let body = state.metrics.render(state.store.usage(), &state.events);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+async fn healthz<S: SessionStore>(State(state): State<AdminState<S>>) -> impl IntoResponse {
+    if state.serving.load(Ordering::Relaxed) {
+        (StatusCode::OK, "serving\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    }
+}

@@ -1,0 +1,184 @@
+//! Server configuration: documented defaults, and the command-line flags (each with an
+//! environment variable twin) that set them.
+
+use crate::{
+    clock::{Clock, SystemClock},
+    store::Limits,
+};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+/// The admin HTTP port (metrics, health), beside the classic gRPC port.
+pub const DEFAULT_ADMIN_PORT: u16 = 9540;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
+pub const DEFAULT_CAPACITY_BYTES: u64 = 512 * 1024 * 1024;
+pub const DEFAULT_MAX_SESSION_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_ATTRIBUTE_BYTES: u64 = 256 * 1024;
+pub const DEFAULT_WATCH_BUFFER: usize = 65_536;
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Room a request needs beyond the session data it carries (ids, names, framing).
+pub const MESSAGE_SLACK_BYTES: usize = 64 * 1024;
+
+/// Loopback: a laptop's default. Containers pass 0.0.0.0 explicitly.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, session_proto::DEFAULT_PORT))
+}
+
+pub fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_ADMIN_PORT))
+}
+
+/// Everything the server library needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub limits: Limits,
+    /// How often expired sessions are swept (they are NOT_FOUND on access regardless).
+    pub sweep_interval: Duration,
+    /// Events kept for watchers that reconnect and resume.
+    pub watch_buffer: usize,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace: Duration,
+    /// The time source of expiry; tests inject a manual clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The gRPC decoder's limit: the largest session plus room for the rest of a request.
+    pub fn max_message_bytes(&self) -> usize {
+        usize::try_from(self.limits.max_session_bytes).unwrap_or(usize::MAX) + MESSAGE_SLACK_BYTES
+    }
+}
+
+/// Flags of `session-server` (serving).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the gRPC port (use 0.0.0.0:9510 inside a container).
+    #[arg(long, env = "SESSION_LISTEN", default_value_t = default_listen(), value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin HTTP port (/metrics, /healthz).
+    #[arg(long, env = "SESSION_ADMIN_LISTEN", default_value_t = default_admin_listen(), value_name = "ADDR")]
+    pub admin_listen: SocketAddr,
+
+    /// Default idle timeout of a session (e.g. 30m, 90s).
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Default absolute lifetime of a session (e.g. 8h).
+    #[arg(long, env = "SESSION_MAX_LIFETIME", default_value = "8h", value_parser = humantime::parse_duration)]
+    pub max_lifetime: Duration,
+
+    /// Memory for all sessions together; least recently used sessions are evicted past it (e.g. 512MiB).
+    #[arg(long, env = "SESSION_CAPACITY", default_value = "512MiB", value_parser = parse_bytes)]
+    pub capacity: u64,
+
+    /// Largest size of one session (e.g. 1MiB).
+    #[arg(long, env = "SESSION_MAX_SESSION_SIZE", default_value = "1MiB", value_parser = parse_bytes)]
+    pub max_session_size: u64,
+
+    /// Largest size of one attribute, name and value (e.g. 256KiB).
+    #[arg(long, env = "SESSION_MAX_ATTRIBUTE_SIZE", default_value = "256KiB", value_parser = parse_bytes)]
+    pub max_attribute_size: u64,
+
+    /// How often expired sessions are swept out of memory.
+    #[arg(long, env = "SESSION_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// Events kept for watchers that reconnect and resume.
+    #[arg(long, env = "SESSION_WATCH_BUFFER", default_value_t = DEFAULT_WATCH_BUFFER)]
+    pub watch_buffer: usize,
+
+    /// How long shutdown waits for in-flight calls.
+    #[arg(long, env = "SESSION_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    /// The library configuration, after checking that the limits fit together.
+    pub fn config(&self) -> Result<ServerConfig, String> {
+        if self.max_attribute_size > self.max_session_size {
+            return Err(format!(
+                "--max-attribute-size ({}) is larger than --max-session-size ({}): lower it or raise the session limit",
+                self.max_attribute_size, self.max_session_size
+            ));
+        }
+        if self.max_session_size > self.capacity {
+            return Err(format!(
+                "--max-session-size ({}) is larger than --capacity ({}): one session must fit in memory",
+                self.max_session_size, self.capacity
+            ));
+        }
+        if self.idle_timeout.is_zero() || self.max_lifetime.is_zero() {
+            return Err("--idle-timeout and --max-lifetime must be longer than zero".into());
+        }
+        Ok(ServerConfig {
+            limits: Limits {
+                capacity_bytes: self.capacity,
+                max_session_bytes: self.max_session_size,
+                max_attribute_bytes: self.max_attribute_size,
+                default_idle_timeout: self.idle_timeout,
+                default_max_lifetime: self.max_lifetime,
+            },
+            sweep_interval: self.sweep_interval.max(Duration::from_millis(10)),
+            watch_buffer: self.watch_buffer,
+            shutdown_grace: self.shutdown_grace,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// Parses sizes such as `512MiB`, `1MB` or `65536`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{e} (write a size such as 512MiB, 64KiB or 1048576)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("512MiB"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_bytes("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_constants() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let config = Cli::parse_from(["session-server"])
+            .serve
+            .config()
+            .expect("valid defaults");
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.sweep_interval, DEFAULT_SWEEP_INTERVAL);
+        assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    }
+}

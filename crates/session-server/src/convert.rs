@@ -1,0 +1,318 @@
+//! The one place that turns protobuf messages into domain types and back. Input is checked
+//! here, so the store only ever sees well-formed requests.
+
+use crate::{
+    events::{Event, EventKind, Hello, WatchItem},
+    store::{
+        Attribute, GetQuery, LimitKind, OpKind, OpResult, Operation, SessionInfo, SessionSnapshot,
+        StoreError, Value, WriteOutcome,
+    },
+};
+use prost::Message;
+use session_proto::v1 as pb;
+use tonic::{Code, Status};
+
+/// Longest attribute name accepted.
+pub const MAX_NAME_LEN: usize = 1024;
+/// Longest content type accepted.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;
+/// Most operations in one batch.
+pub const MAX_OPS: usize = 1024;
+/// Largest `keep` of a recent-push.
+pub const MAX_KEEP: u32 = 10_000;
+
+/// A request that is not well-formed: INVALID_ARGUMENT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+impl From<InvalidInput> for Status {
+    fn from(e: InvalidInput) -> Self {
+        Status::invalid_argument(e.0)
+    }
+}
+
+fn check_content_type(ct: &str) -> Result<(), InvalidInput> {
+    if ct.len() > MAX_CONTENT_TYPE_LEN {
+        return Err(InvalidInput(format!(
+            "content type is longer than {MAX_CONTENT_TYPE_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl TryFrom<pb::Value> for Value {
+    type Error = InvalidInput;
+
+    fn try_from(v: pb::Value) -> Result<Self, Self::Error> {
+        check_content_type(&v.content_type)?;
+        Ok(match v.kind {
+            Some(pb::value::Kind::Bytes(data)) => Value::Bytes {
+                content_type: v.content_type,
+                data,
+            },
+            Some(pb::value::Kind::List(list)) => Value::List {
+                content_type: v.content_type,
+                items: list.items,
+            },
+            Some(pb::value::Kind::Counter(c)) => Value::Counter(c),
+            None => {
+                return Err(InvalidInput(
+                    "value has no kind (bytes, list or counter)".into(),
+                ));
+            }
+        })
+    }
+}
+
+impl From<Value> for pb::Value {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Bytes { content_type, data } => pb::Value {
+                content_type,
+                kind: Some(pb::value::Kind::Bytes(data)),
+            },
+            Value::List {
+                content_type,
+                items,
+            } => pb::Value {
+                content_type,
+                kind: Some(pb::value::Kind::List(pb::ValueList { items })),
+            },
+            Value::Counter(c) => pb::Value {
+                content_type: String::new(),
+                kind: Some(pb::value::Kind::Counter(c)),
+            },
+        }
+    }
+}
+
+impl TryFrom<pb::Operation> for Operation {
+    type Error = InvalidInput;
+
+    fn try_from(op: pb::Operation) -> Result<Self, Self::Error> {
+        use pb::operation::Kind;
+        if op.name.is_empty() || op.name.len() > MAX_NAME_LEN {
+            return Err(InvalidInput(format!(
+                "attribute name must be 1 to {MAX_NAME_LEN} bytes long"
+            )));
+        }
+        let kind = match op.kind {
+            Some(Kind::Set(set)) => OpKind::Set {
+                value: set
+                    .value
+                    .ok_or_else(|| InvalidInput(format!("set of {:?} has no value", op.name)))?
+                    .try_into()?,
+                expected_version: set.expected_version,
+            },
+            Some(Kind::Remove(r)) => OpKind::Remove {
+                expected_version: r.expected_version,
+            },
+            Some(Kind::ListPush(p)) => {
+                check_content_type(&p.content_type)?;
+                OpKind::ListPush {
+                    item: p.item,
+                    content_type: p.content_type,
+                    max_len: (p.max_len > 0).then_some(p.max_len),
+                }
+            }
+            Some(Kind::ListRemove(r)) => OpKind::ListRemove { item: r.item },
+            Some(Kind::RecentPush(p)) => {
+                check_content_type(&p.content_type)?;
+                if p.keep == 0 || p.keep > MAX_KEEP {
+                    return Err(InvalidInput(format!(
+                        "recent push on {:?}: keep must be 1 to {MAX_KEEP}",
+                        op.name
+                    )));
+                }
+                OpKind::RecentPush {
+                    item: p.item,
+                    content_type: p.content_type,
+                    keep: p.keep,
+                }
+            }
+            Some(Kind::CounterAdd(c)) => OpKind::CounterAdd {
+                delta: c.delta,
+                min: c.min,
+                max: c.max,
+                remove_at_zero: c.remove_at_zero,
+            },
+            None => {
+                return Err(InvalidInput(format!(
+                    "operation on {:?} has no kind",
+                    op.name
+                )));
+            }
+        };
+        Ok(Operation {
+            name: op.name,
+            kind,
+        })
+    }
+}
+
+/// Converts a batch, checking its length.
+pub fn operations(ops: Vec<pb::Operation>) -> Result<Vec<Operation>, InvalidInput> {
+    if ops.len() > MAX_OPS {
+        return Err(InvalidInput(format!(
+            "a batch holds at most {MAX_OPS} operations"
+        )));
+    }
+    ops.into_iter().map(Operation::try_from).collect()
+}
+
+impl From<pb::GetRequest> for GetQuery {
+    fn from(req: pb::GetRequest) -> Self {
+        GetQuery {
+            names: req.names,
+            known_version: (req.known_version > 0).then_some(req.known_version),
+        }
+    }
+}
+
+impl From<SessionInfo> for pb::SessionInfo {
+    fn from(i: SessionInfo) -> Self {
+        pb::SessionInfo {
+            id: i.id.as_str().to_owned(),
+            version: i.version,
+            created_at_ms: i.created_at_ms as i64,
+            last_access_ms: i.last_access_ms as i64,
+            idle_timeout_ms: i.idle_timeout_ms,
+            max_lifetime_ms: i.max_lifetime_ms,
+            size_bytes: i.size_bytes,
+        }
+    }
+}
+
+fn attribute(name: String, a: Attribute) -> pb::Attribute {
+    pb::Attribute {
+        name,
+        value: Some(a.value.into()),
+        version: a.version,
+    }
+}
+
+impl From<SessionSnapshot> for pb::Session {
+    fn from(s: SessionSnapshot) -> Self {
+        pb::Session {
+            info: Some(s.info.into()),
+            attributes: s
+                .attributes
+                .into_iter()
+                .map(|(name, a)| attribute(name, a))
+                .collect(),
+        }
+    }
+}
+
+impl From<OpResult> for pb::OpResult {
+    fn from(r: OpResult) -> Self {
+        pb::OpResult {
+            attribute_version: r.attribute_version,
+            counter: r.counter,
+            list_len: r.list_len,
+            removed: r.removed,
+        }
+    }
+}
+
+impl From<WriteOutcome> for pb::WriteResponse {
+    fn from(w: WriteOutcome) -> Self {
+        pb::WriteResponse {
+            info: Some(w.info.into()),
+            results: w.results.into_iter().map(Into::into).collect(),
+            session: w.session.map(Into::into),
+        }
+    }
+}
+
+impl From<EventKind> for pb::EventKind {
+    fn from(k: EventKind) -> Self {
+        match k {
+            EventKind::Created => pb::EventKind::Created,
+            EventKind::Changed => pb::EventKind::Changed,
+            EventKind::Expired => pb::EventKind::Expired,
+            EventKind::Evicted => pb::EventKind::Evicted,
+            EventKind::Invalidated => pb::EventKind::Invalidated,
+            EventKind::IdRotated => pb::EventKind::IdRotated,
+        }
+    }
+}
+
+impl From<&Event> for pb::Event {
+    fn from(e: &Event) -> Self {
+        pb::Event {
+            seq: e.seq,
+            kind: pb::EventKind::from(e.kind) as i32,
+            session_id: e.session_id.as_str().to_owned(),
+            version: e.version,
+            changed: e.changed.clone(),
+            new_id: e
+                .new_id
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
+            at_ms: e.at_ms as i64,
+        }
+    }
+}
+
+impl From<Hello> for pb::WatchHello {
+    fn from(h: Hello) -> Self {
+        pb::WatchHello {
+            server_epoch: h.server_epoch,
+            next_seq: h.next_seq,
+            resumed: h.resumed,
+        }
+    }
+}
+
+impl From<WatchItem> for pb::WatchResponse {
+    fn from(item: WatchItem) -> Self {
+        let kind = match item {
+            WatchItem::Hello(h) => pb::watch_response::Kind::Hello(h.into()),
+            WatchItem::Event(e) => pb::watch_response::Kind::Event(e.as_ref().into()),
+        };
+        pb::WatchResponse { kind: Some(kind) }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => {
+                Status::not_found("session not found: unknown, expired or invalidated")
+            }
+            StoreError::Conflict {
+                index,
+                ref name,
+                ref current,
+            } => {
+                let details = pb::Conflict {
+                    operation_index: index as u32,
+                    current: current.clone().map(|a| attribute(name.clone(), a)),
+                };
+                Status::with_details(Code::Aborted, e.to_string(), details.encode_to_vec().into())
+            }
+            StoreError::WrongType { .. } => Status::failed_precondition(e.to_string()),
+            StoreError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
+            StoreError::LimitExceeded {
+                which,
+                limit,
+                wanted,
+                ref attr,
+            } => {
+                let what = match which {
+                    LimitKind::Session => "session size limit (--max-session-size)".to_owned(),
+                    LimitKind::Attribute => format!(
+                        "attribute size limit (--max-attribute-size) on {:?}",
+                        attr.as_deref().unwrap_or_default()
+                    ),
+                };
+                Status::resource_exhausted(format!(
+                    "{what} exceeded: the write needs {wanted} bytes, the limit is {limit}"
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Prometheus metrics of the admin port: sessions held, lifecycle events, and every RPC by
+//! method and status code with a latency histogram.
+
+use crate::{
+    events::{EventKind, EventLog},
+    store::Usage,
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::ConstCounter,
+        family::Family,
+        gauge::ConstGauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use std::{sync::Arc, time::Duration};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
+    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        fn histogram() -> Histogram {
+            // 20 us to about 0.65 s: loopback calls land in the first few buckets.
+            Histogram::new(exponential_buckets(0.000_02, 2.0, 16))
+        }
+        Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(histogram),
+        }
+    }
+
+    /// Counts one RPC and its latency.
+    pub fn observe(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                code: code_label(code),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition: request metrics plus the store's and event log's current counts.
+    pub fn render(&self, usage: Usage, events: &Arc<EventLog>) -> String {
+        let mut registry = Registry::with_prefix("session");
+        registry.register(
+            "active",
+            "Sessions held now",
+            ConstGauge::new(usage.sessions as i64),
+        );
+        registry.register(
+            "bytes_used",
+            "Bytes the held sessions count against the capacity",
+            ConstGauge::new(usage.bytes as i64),
+        );
+        for kind in EventKind::ALL {
+            let (name, help) = match kind {
+                EventKind::Created => ("created", "Sessions created"),
+                EventKind::Changed => ("changes", "Write batches that changed a session"),
+                EventKind::Expired => ("expired", "Sessions that expired"),
+                EventKind::Evicted => ("evicted", "Sessions evicted to stay within capacity"),
+                EventKind::Invalidated => ("invalidated", "Sessions invalidated"),
+                EventKind::IdRotated => ("id_rotations", "Session ids rotated"),
+            };
+            registry.register(name, help, ConstCounter::new(events.count(kind)));
+        }
+        registry.register(
+            "requests",
+            "gRPC requests by method and status code",
+            self.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "gRPC request latency by method",
+            self.latency.clone(),
+        );
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &registry);
+        out
+    }
+}
+
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "ok",
+        Cancelled => "cancelled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
+}

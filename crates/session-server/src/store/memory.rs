@@ -1,0 +1,1077 @@
+//! The in-memory store: the embedded default.
+//!
+//! One mutex guards a map in least-recently-used order and an expiry index. Critical sections
+//! are a hash lookup and a few small edits, far shorter than the gRPC work around them, so one
+//! lock keeps eviction exactly LRU and the byte count exact without hurting throughput.
+//!
+//! Expiry is checked on every access, so an expired session is NOT_FOUND before any sweep.
+//! The index is lazy: a read only stores the new last-access time; the sweep pops entries
+//! whose indexed deadline has passed and either expires them or re-files them under their
+//! real deadline. A session is re-filed at most once per idle timeout, so a sweep's work is
+//! proportional to what expired (and what was due for re-filing), not to how many sessions exist.
+
+use super::{
+    Attribute, CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, OpKind, OpResult, Operation,
+    SESSION_OVERHEAD, SessionInfo, SessionSnapshot, SessionStore, StoreError, Usage, Value,
+    WriteOutcome,
+};
+use crate::{
+    clock::Clock,
+    events::{EventKind, EventLog},
+    id::SessionId,
+};
+use lru::LruCache;
+use parking_lot::Mutex;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::{Future, ready},
+    sync::Arc,
+};
+
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    events: Arc<EventLog>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Sessions, least recently used first.
+    sessions: LruCache<SessionId, Entry>,
+    /// `(indexed deadline, id)`; an entry's indexed deadline is never later than its real one.
+    expiry: BTreeSet<(u64, SessionId)>,
+    /// Sum of every entry's `size`.
+    bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    attrs: BTreeMap<String, Attribute>,
+    version: u64,
+    created_ms: u64,
+    last_access_ms: u64,
+    idle_ms: u64,
+    lifetime_ms: u64,
+    size: u64,
+    /// The deadline under which this entry sits in `Inner::expiry`.
+    indexed_deadline: u64,
+}
+
+impl Entry {
+    fn deadline(&self) -> u64 {
+        (self.last_access_ms.saturating_add(self.idle_ms))
+            .min(self.created_ms.saturating_add(self.lifetime_ms))
+    }
+
+    fn info(&self, id: &SessionId) -> SessionInfo {
+        SessionInfo {
+            id: id.clone(),
+            version: self.version,
+            created_at_ms: self.created_ms,
+            last_access_ms: self.last_access_ms,
+            idle_timeout_ms: self.idle_ms,
+            max_lifetime_ms: self.lifetime_ms,
+            size_bytes: self.size,
+        }
+    }
+
+    fn snapshot(&self, id: &SessionId, names: &[String]) -> SessionSnapshot {
+        let attributes = if names.is_empty() {
+            self.attrs.clone()
+        } else {
+            names
+                .iter()
+                .filter_map(|n| self.attrs.get(n).map(|a| (n.clone(), a.clone())))
+                .collect()
+        };
+        SessionSnapshot {
+            info: self.info(id),
+            attributes,
+        }
+    }
+}
+
+/// The result of running a batch against an entry without changing it.
+struct Staged {
+    results: Vec<OpResult>,
+    /// New state of each changed attribute (`None`: removed).
+    changes: BTreeMap<String, Option<Attribute>>,
+    size: u64,
+}
+
+impl MemoryStore {
+    pub fn new(limits: Limits, clock: Arc<dyn Clock>, events: Arc<EventLog>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                sessions: LruCache::unbounded(),
+                expiry: BTreeSet::new(),
+                bytes: 0,
+            }),
+            limits,
+            clock,
+            events,
+        }
+    }
+
+    fn create_now(
+        &self,
+        options: CreateOptions,
+        ops: Vec<Operation>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = self.clock.now_ms();
+        let id = SessionId::generate();
+        let mut entry = Entry {
+            attrs: BTreeMap::new(),
+            version: 1,
+            created_ms: now,
+            last_access_ms: now,
+            idle_ms: duration_ms(
+                options
+                    .idle_timeout
+                    .unwrap_or(self.limits.default_idle_timeout),
+            ),
+            lifetime_ms: duration_ms(
+                options
+                    .max_lifetime
+                    .unwrap_or(self.limits.default_max_lifetime),
+            ),
+            size: SESSION_OVERHEAD + id.as_str().len() as u64,
+            indexed_deadline: 0,
+        };
+        let staged = stage(&entry, &ops, 1, &self.limits)?;
+        let changed = commit(&mut entry, staged.changes, staged.size);
+        entry.indexed_deadline = entry.deadline();
+        let outcome = WriteOutcome {
+            info: entry.info(&id),
+            results: staged.results,
+            session: options.return_session.then(|| entry.snapshot(&id, &[])),
+        };
+        let mut inner = self.inner.lock();
+        inner.make_room(entry.size, None, &self.limits, &self.events, now);
+        inner.bytes += entry.size;
+        inner.expiry.insert((entry.indexed_deadline, id.clone()));
+        inner.sessions.put(id.clone(), entry);
+        self.events
+            .publish(EventKind::Created, &id, 1, changed, None, now);
+        Ok(outcome)
+    }
+
+    fn get_now(&self, id: &SessionId, query: GetQuery) -> Result<GetOutcome, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        let entry = inner.live(id, now, &self.events)?;
+        entry.last_access_ms = now;
+        if query.known_version == Some(entry.version) {
+            return Ok(GetOutcome::NotModified(entry.info(id)));
+        }
+        Ok(GetOutcome::Found(entry.snapshot(id, &query.names)))
+    }
+
+    fn apply_now(
+        &self,
+        id: &SessionId,
+        ops: Vec<Operation>,
+        return_session: bool,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        let entry = inner.live(id, now, &self.events)?;
+        entry.last_access_ms = now;
+        let staged = stage(entry, &ops, entry.version + 1, &self.limits)?;
+        let old_size = entry.size;
+        let changed = if staged.changes.is_empty() {
+            Vec::new() // nothing changed (say, removing what was not there): no new version
+        } else {
+            entry.version += 1;
+            commit(entry, staged.changes, staged.size)
+        };
+        let outcome = WriteOutcome {
+            info: entry.info(id),
+            results: staged.results,
+            session: return_session.then(|| entry.snapshot(id, &[])),
+        };
+        let new_size = staged.size;
+        inner.bytes = inner.bytes - old_size + new_size;
+        if new_size > old_size {
+            inner.make_room(0, Some(id), &self.limits, &self.events, now);
+        }
+        if !changed.is_empty() {
+            self.events.publish(
+                EventKind::Changed,
+                id,
+                outcome.info.version,
+                changed,
+                None,
+                now,
+            );
+        }
+        Ok(outcome)
+    }
+
+    fn invalidate_now(&self, id: &SessionId) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        let version = inner.live(id, now, &self.events)?.version;
+        inner.remove(id);
+        self.events
+            .publish(EventKind::Invalidated, id, version, Vec::new(), None, now);
+        Ok(())
+    }
+
+    fn rotate_now(&self, id: &SessionId) -> Result<SessionInfo, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        inner.live(id, now, &self.events)?;
+        let Some(mut entry) = inner.remove(id) else {
+            return Err(StoreError::NotFound);
+        };
+        let new_id = SessionId::generate();
+        entry.last_access_ms = now;
+        inner.bytes += entry.size;
+        inner
+            .expiry
+            .insert((entry.indexed_deadline, new_id.clone()));
+        let info = entry.info(&new_id);
+        inner.sessions.put(new_id.clone(), entry);
+        self.events.publish(
+            EventKind::IdRotated,
+            id,
+            info.version,
+            Vec::new(),
+            Some(new_id),
+            now,
+        );
+        Ok(info)
+    }
+
+    /// Returns `(expired, examined)`: examined counts index entries looked at, the measure of
+    /// the sweep's work.
+    fn sweep_now(&self) -> (usize, usize) {
+        /// Entries handled per lock, so a large sweep never stalls requests for long.
+        const CHUNK: usize = 1024;
+        let (mut expired, mut examined) = (0, 0);
+        loop {
+            let now = self.clock.now_ms();
+            let mut inner = self.inner.lock();
+            for _ in 0..CHUNK {
+                let Some((deadline, id)) = inner.expiry.first().cloned() else {
+                    return (expired, examined);
+                };
+                if deadline > now {
+                    return (expired, examined);
+                }
+                inner.expiry.pop_first();
+                examined += 1;
+                let Some(entry) = inner.sessions.peek_mut(&id) else {
+                    continue;
+                };
+                let real = entry.deadline();
+                if real <= now {
+                    let version = entry.version;
+                    inner.remove_unindexed(&id);
+                    self.events
+                        .publish(EventKind::Expired, &id, version, Vec::new(), None, now);
+                    expired += 1;
+                } else {
+                    entry.indexed_deadline = real;
+                    inner.expiry.insert((real, id));
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The entry for `id` if it exists and has not expired; an expired one is removed here,
+    /// so expiry holds on every access whether or not a sweep has run.
+    fn live(
+        &mut self,
+        id: &SessionId,
+        now: u64,
+        events: &EventLog,
+    ) -> Result<&mut Entry, StoreError> {
+        let (deadline, version) = match self.sessions.peek(id) {
+            Some(e) => (e.deadline(), e.version),
+            None => return Err(StoreError::NotFound),
+        };
+        if deadline <= now {
+            self.remove(id);
+            events.publish(EventKind::Expired, id, version, Vec::new(), None, now);
+            return Err(StoreError::NotFound);
+        }
+        self.sessions.get_mut(id).ok_or(StoreError::NotFound)
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Entry> {
+        let entry = self.sessions.pop(id)?;
+        self.expiry.remove(&(entry.indexed_deadline, id.clone()));
+        self.bytes -= entry.size;
+        Some(entry)
+    }
+
+    /// Removes an entry that the sweep already took out of the expiry index.
+    fn remove_unindexed(&mut self, id: &SessionId) {
+        if let Some(entry) = self.sessions.pop(id) {
+            self.bytes -= entry.size;
+        }
+    }
+
+    /// Evicts least recently used sessions, never `keep`, until `extra` more bytes fit.
+    fn make_room(
+        &mut self,
+        extra: u64,
+        keep: Option<&SessionId>,
+        limits: &Limits,
+        events: &EventLog,
+        now: u64,
+    ) {
+        while self.bytes + extra > limits.capacity_bytes {
+            let Some((victim, _)) = self.sessions.peek_lru() else {
+                return;
+            };
+            if Some(victim) == keep {
+                return; // the one being written is all that is left
+            }
+            let victim = victim.clone();
+            if let Some(entry) = self.remove(&victim) {
+                tracing::debug!(session = %victim, bytes = entry.size, "evicted to stay within capacity");
+                events.publish(
+                    EventKind::Evicted,
+                    &victim,
+                    entry.version,
+                    Vec::new(),
+                    None,
+                    now,
+                );
+            }
+        }
+    }
+}
+
+/// Runs a batch against `entry` without changing it: every operation sees the effect of the
+/// ones before it, and any failure leaves the session as it was (all or nothing).
+fn stage(
+    entry: &Entry,
+    ops: &[Operation],
+    version: u64,
+    limits: &Limits,
+) -> Result<Staged, StoreError> {
+    let mut changes: BTreeMap<String, Option<Attribute>> = BTreeMap::new();
+    let mut results = Vec::with_capacity(ops.len());
+    for (index, op) in ops.iter().enumerate() {
+        let name = op.name.as_str();
+        let current = match changes.get(name) {
+            Some(staged) => staged.as_ref(),
+            None => entry.attrs.get(name),
+        };
+        let (change, result) = run_op(index, op, current, version)?;
+        if let Some(new) = change {
+            if let Some(attr) = &new {
+                let size = attr.size(name);
+                if size > limits.max_attribute_bytes {
+                    return Err(StoreError::LimitExceeded {
+                        which: LimitKind::Attribute,
+                        limit: limits.max_attribute_bytes,
+                        wanted: size,
+                        attr: Some(op.name.clone()),
+                    });
+                }
+            }
+            changes.insert(op.name.clone(), new);
+        }
+        results.push(result);
+    }
+    let mut size = entry.size;
+    for (name, new) in &changes {
+        size -= entry.attrs.get(name).map_or(0, |a| a.size(name));
+        size += new.as_ref().map_or(0, |a| a.size(name));
+    }
+    if size > limits.max_session_bytes {
+        return Err(StoreError::LimitExceeded {
+            which: LimitKind::Session,
+            limit: limits.max_session_bytes,
+            wanted: size,
+            attr: None,
+        });
+    }
+    Ok(Staged {
+        results,
+        changes,
+        size,
+    })
+}
+
+/// Applies staged changes; returns the changed names for the event.
+fn commit(
+    entry: &mut Entry,
+    changes: BTreeMap<String, Option<Attribute>>,
+    size: u64,
+) -> Vec<String> {
+    let mut names = Vec::with_capacity(changes.len());
+    for (name, new) in changes {
+        match new {
+            Some(attr) => entry.attrs.insert(name.clone(), attr),
+            None => entry.attrs.remove(&name),
+        };
+        names.push(name);
+    }
+    entry.size = size;
+    names
+}
+
+/// One operation against the attribute's current state. Returns the new state (`None`: no
+/// change; `Some(None)`: removed) and what to report.
+#[allow(clippy::type_complexity)]
+fn run_op(
+    index: usize,
+    op: &Operation,
+    current: Option<&Attribute>,
+    version: u64,
+) -> Result<(Option<Option<Attribute>>, OpResult), StoreError> {
+    let name = &op.name;
+    let wrong_type = |found: &Attribute, wanted| StoreError::WrongType {
+        index,
+        name: name.clone(),
+        found: found.value.kind_name(),
+        wanted,
+    };
+    let out_of_range = |detail: String| StoreError::OutOfRange {
+        index,
+        name: name.clone(),
+        detail,
+    };
+    let check_version = |expected: Option<u64>| match expected {
+        Some(expected) if expected != current.map_or(0, |a| a.version) => {
+            Err(StoreError::Conflict {
+                index,
+                name: name.clone(),
+                current: current.cloned(),
+            })
+        }
+        _ => Ok(()),
+    };
+    let written = |value| Attribute { value, version };
+    let mut result = OpResult::default();
+    let change = match &op.kind {
+        OpKind::Set {
+            value,
+            expected_version,
+        } => {
+            check_version(*expected_version)?;
+            result.attribute_version = version;
+            Some(Some(written(value.clone())))
+        }
+        OpKind::Remove { expected_version } => {
+            check_version(*expected_version)?;
+            result.removed = current.is_some();
+            current.map(|_| None)
+        }
+        OpKind::ListPush {
+            item,
+            content_type,
+            max_len,
+        } => {
+            let (content_type, mut items) = match current.map(|a| &a.value) {
+                None => (content_type.clone(), Vec::new()),
+                Some(Value::List {
+                    content_type,
+                    items,
+                }) => (content_type.clone(), items.clone()),
+                Some(_) => return Err(wrong_type(current.expect("matched Some"), "list")),
+            };
+            items.push(item.clone());
+            if let Some(max) = max_len {
+                if items.len() > *max as usize {
+                    return Err(out_of_range(format!("list would exceed {max} items")));
+                }
+            }
+            result.list_len = items.len() as u32;
+            result.attribute_version = version;
+            Some(Some(written(Value::List {
+                content_type,
+                items,
+            })))
+        }
+        OpKind::ListRemove { item } => match current.map(|a| &a.value) {
+            None => None,
+            Some(Value::List {
+                content_type,
+                items,
+            }) => match items.iter().position(|i| i == item) {
+                None => {
+                    result.list_len = items.len() as u32;
+                    None
+                }
+                Some(at) => {
+                    let mut items = items.clone();
+                    items.remove(at);
+                    result.removed = true;
+                    result.list_len = items.len() as u32;
+                    result.attribute_version = version;
+                    Some(Some(written(Value::List {
+                        content_type: content_type.clone(),
+                        items,
+                    })))
+                }
+            },
+            Some(_) => return Err(wrong_type(current.expect("matched Some"), "list")),
+        },
+        OpKind::RecentPush {
+            item,
+            content_type,
+            keep,
+        } => {
+            let (content_type, old) = match current.map(|a| &a.value) {
+                None => (content_type.clone(), &[][..]),
+                Some(Value::List {
+                    content_type,
+                    items,
+                }) => (content_type.clone(), &items[..]),
+                Some(_) => return Err(wrong_type(current.expect("matched Some"), "list")),
+            };
+            let mut items = Vec::with_capacity(old.len() + 1);
+            items.push(item.clone());
+            items.extend(old.iter().filter(|i| *i != item).cloned());
+            items.truncate(*keep as usize);
+            result.list_len = items.len() as u32;
+            result.attribute_version = version;
+            Some(Some(written(Value::List {
+                content_type,
+                items,
+            })))
+        }
+        OpKind::CounterAdd {
+            delta,
+            min,
+            max,
+            remove_at_zero,
+        } => {
+            let old = match current.map(|a| &a.value) {
+                None => 0,
+                Some(Value::Counter(v)) => *v,
+                Some(_) => return Err(wrong_type(current.expect("matched Some"), "counter")),
+            };
+            let new = old
+                .checked_add(*delta)
+                .ok_or_else(|| out_of_range("counter would overflow".into()))?;
+            if let Some(min) = min.filter(|m| new < *m) {
+                return Err(out_of_range(format!("counter would go below {min}")));
+            }
+            if let Some(max) = max.filter(|m| new > *m) {
+                return Err(out_of_range(format!("counter would go above {max}")));
+            }
+            result.counter = new;
+            if new == 0 && *remove_at_zero {
+                result.removed = current.is_some();
+                current.map(|_| None)
+            } else {
+                result.attribute_version = version;
+                Some(Some(written(Value::Counter(new))))
+            }
+        }
+    };
+    Ok((change, result))
+}
+
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl SessionStore for MemoryStore {
+    fn create(
+        &self,
+        options: CreateOptions,
+        ops: Vec<Operation>,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
+        ready(self.create_now(options, ops))
+    }
+
+    fn get(
+        &self,
+        id: &SessionId,
+        query: GetQuery,
+    ) -> impl Future<Output = Result<GetOutcome, StoreError>> + Send {
+        ready(self.get_now(id, query))
+    }
+
+    fn apply(
+        &self,
+        id: &SessionId,
+        ops: Vec<Operation>,
+        return_session: bool,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
+        ready(self.apply_now(id, ops, return_session))
+    }
+
+    fn invalidate(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.invalidate_now(id))
+    }
+
+    fn rotate_id(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<SessionInfo, StoreError>> + Send {
+        ready(self.rotate_now(id))
+    }
+
+    fn sweep(&self) -> impl Future<Output = usize> + Send {
+        ready(self.sweep_now().0)
+    }
+
+    fn usage(&self) -> Usage {
+        let inner = self.inner.lock();
+        Usage {
+            sessions: inner.sessions.len() as u64,
+            bytes: inner.bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clock::ManualClock, store::LimitKind};
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    const MINUTE: u64 = 60_000;
+
+    fn store_with(limits: Limits) -> (MemoryStore, ManualClock, Arc<EventLog>) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let events = Arc::new(EventLog::new(1024));
+        let store = MemoryStore::new(limits, Arc::new(clock.clone()), Arc::clone(&events));
+        (store, clock, events)
+    }
+
+    fn store() -> (MemoryStore, ManualClock, Arc<EventLog>) {
+        store_with(Limits::default())
+    }
+
+    fn set(name: &str, data: &'static [u8]) -> Operation {
+        Operation {
+            name: name.into(),
+            kind: OpKind::Set {
+                value: Value::Bytes {
+                    content_type: "text/plain".into(),
+                    data: Bytes::from_static(data),
+                },
+                expected_version: None,
+            },
+        }
+    }
+
+    fn op(name: &str, kind: OpKind) -> Operation {
+        Operation {
+            name: name.into(),
+            kind,
+        }
+    }
+
+    fn create(store: &MemoryStore, ops: Vec<Operation>) -> SessionId {
+        store
+            .create_now(CreateOptions::default(), ops)
+            .expect("create")
+            .info
+            .id
+    }
+
+    fn list(store: &MemoryStore, id: &SessionId, name: &str) -> Vec<Bytes> {
+        match store.get_now(id, GetQuery::default()).expect("get") {
+            GetOutcome::Found(s) => match s.attributes.get(name).map(|a| a.value.clone()) {
+                Some(Value::List { items, .. }) => items,
+                None => Vec::new(),
+                Some(other) => panic!("not a list: {other:?}"),
+            },
+            GetOutcome::NotModified(_) => panic!("unexpected not modified"),
+        }
+    }
+
+    #[test]
+    fn idle_session_is_not_found_at_once_without_a_sweep() {
+        let (store, clock, _) = store();
+        let id = create(&store, vec![set("a", b"1")]);
+        clock.advance(29 * MINUTE);
+        assert!(
+            store.get_now(&id, GetQuery::default()).is_ok(),
+            "an access within the idle timeout"
+        );
+        clock.advance(29 * MINUTE);
+        assert!(
+            store.get_now(&id, GetQuery::default()).is_ok(),
+            "the access above refreshed it"
+        );
+        clock.advance(30 * MINUTE);
+        assert_eq!(
+            store.get_now(&id, GetQuery::default()),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.apply_now(&id, vec![set("a", b"2")], false).map(drop),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.usage().sessions,
+            0,
+            "expired on access, before any sweep"
+        );
+    }
+
+    #[test]
+    fn absolute_lifetime_ends_even_a_busy_session() {
+        let (store, clock, _) = store();
+        let id = create(&store, vec![]);
+        for _ in 0..(8 * 60 / 20) - 1 {
+            clock.advance(20 * MINUTE);
+            store
+                .get_now(&id, GetQuery::default())
+                .expect("still within its lifetime");
+        }
+        clock.advance(20 * MINUTE);
+        assert_eq!(
+            store.get_now(&id, GetQuery::default()),
+            Err(StoreError::NotFound)
+        );
+    }
+
+    #[test]
+    fn per_session_timeouts_override_the_defaults() {
+        let (store, clock, _) = store();
+        let options = CreateOptions {
+            idle_timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let id = store.create_now(options, vec![]).expect("create").info.id;
+        clock.advance(5_000);
+        assert_eq!(
+            store.get_now(&id, GetQuery::default()),
+            Err(StoreError::NotFound)
+        );
+    }
+
+    #[test]
+    fn sweep_work_is_proportional_to_what_expired() {
+        let (store, clock, events) = store();
+        let short = CreateOptions {
+            idle_timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        for _ in 0..10_000 {
+            create(&store, vec![]);
+        }
+        let doomed: Vec<_> = (0..25)
+            .map(|_| {
+                store
+                    .create_now(short.clone(), vec![])
+                    .expect("create")
+                    .info
+                    .id
+            })
+            .collect();
+        clock.advance(61_000);
+        assert_eq!(
+            store.sweep_now(),
+            (25, 25),
+            "only the expired entries were examined"
+        );
+        assert_eq!(store.usage().sessions, 10_000);
+        assert_eq!(events.count(EventKind::Expired), 25);
+        for id in &doomed {
+            assert_eq!(
+                store.get_now(id, GetQuery::default()),
+                Err(StoreError::NotFound)
+            );
+        }
+    }
+
+    #[test]
+    fn sweep_refiles_sessions_that_were_used_since_they_were_indexed() {
+        let (store, clock, _) = store();
+        let id = create(&store, vec![]);
+        clock.advance(20 * MINUTE);
+        store.get_now(&id, GetQuery::default()).expect("live");
+        clock.advance(15 * MINUTE); // past the indexed deadline, not the real one
+        assert_eq!(store.sweep_now(), (0, 1));
+        assert!(store.get_now(&id, GetQuery::default()).is_ok());
+        clock.advance(31 * MINUTE);
+        assert_eq!(store.sweep_now().0, 1);
+        assert_eq!(
+            store.usage(),
+            Usage {
+                sessions: 0,
+                bytes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_changes_nothing() {
+        let (store, _, _) = store();
+        let id = create(&store, vec![set("a", b"1")]);
+        let batch = vec![
+            set("a", b"2"),
+            op(
+                "n",
+                OpKind::CounterAdd {
+                    delta: -1,
+                    min: Some(0),
+                    max: None,
+                    remove_at_zero: false,
+                },
+            ),
+        ];
+        assert!(matches!(
+            store.apply_now(&id, batch, false),
+            Err(StoreError::OutOfRange { index: 1, .. })
+        ));
+        let GetOutcome::Found(s) = store.get_now(&id, GetQuery::default()).expect("get") else {
+            panic!()
+        };
+        assert_eq!(s.info.version, 1);
+        assert_eq!(
+            s.attributes["a"].value,
+            Value::Bytes {
+                content_type: "text/plain".into(),
+                data: Bytes::from_static(b"1")
+            }
+        );
+    }
+
+    #[test]
+    fn compare_and_set_reports_the_current_attribute() {
+        let (store, _, _) = store();
+        let id = create(&store, vec![set("a", b"1")]);
+        let stale = op(
+            "a",
+            OpKind::Set {
+                value: Value::Counter(5),
+                expected_version: Some(0),
+            },
+        );
+        match store.apply_now(&id, vec![stale], false) {
+            Err(StoreError::Conflict {
+                index: 0,
+                name,
+                current: Some(current),
+            }) => {
+                assert_eq!(name, "a");
+                assert_eq!(current.version, 1);
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let fresh = op(
+            "a",
+            OpKind::Set {
+                value: Value::Counter(5),
+                expected_version: Some(1),
+            },
+        );
+        let out = store
+            .apply_now(&id, vec![fresh], false)
+            .expect("matching version");
+        assert_eq!(out.results[0].attribute_version, 2);
+    }
+
+    #[test]
+    fn list_operations_keep_order_and_bounds() {
+        let (store, _, _) = store();
+        let push = |item: &'static [u8]| {
+            op(
+                "l",
+                OpKind::ListPush {
+                    item: Bytes::from_static(item),
+                    content_type: "t".into(),
+                    max_len: Some(3),
+                },
+            )
+        };
+        let id = create(&store, vec![push(b"x"), push(b"y"), push(b"x")]);
+        assert!(matches!(
+            store.apply_now(&id, vec![push(b"z")], false),
+            Err(StoreError::OutOfRange { .. })
+        ));
+        let out = store
+            .apply_now(
+                &id,
+                vec![op(
+                    "l",
+                    OpKind::ListRemove {
+                        item: Bytes::from_static(b"x"),
+                    },
+                )],
+                false,
+            )
+            .expect("remove");
+        assert!(out.results[0].removed);
+        assert_eq!(
+            list(&store, &id, "l"),
+            vec![Bytes::from_static(b"y"), Bytes::from_static(b"x")]
+        );
+        let miss = store
+            .apply_now(
+                &id,
+                vec![op(
+                    "l",
+                    OpKind::ListRemove {
+                        item: Bytes::from_static(b"q"),
+                    },
+                )],
+                false,
+            )
+            .expect("miss");
+        assert!(!miss.results[0].removed);
+        assert_eq!(
+            miss.info.version, out.info.version,
+            "a no-op does not bump the version"
+        );
+    }
+
+    #[test]
+    fn recent_push_moves_to_front_without_duplicates() {
+        let (store, _, _) = store();
+        let id = create(&store, vec![]);
+        for item in [b"a", b"b", b"c", b"a", b"d"] {
+            let recent = op(
+                "h",
+                OpKind::RecentPush {
+                    item: Bytes::copy_from_slice(item),
+                    content_type: "t".into(),
+                    keep: 3,
+                },
+            );
+            store.apply_now(&id, vec![recent], false).expect("push");
+        }
+        let items: Vec<_> = list(&store, &id, "h").iter().map(|b| b[0]).collect();
+        assert_eq!(items, b"dac");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let (store, _, _) = store();
+        let id = create(&store, vec![set("a", b"1")]);
+        let add = op(
+            "a",
+            OpKind::CounterAdd {
+                delta: 1,
+                min: None,
+                max: None,
+                remove_at_zero: false,
+            },
+        );
+        assert!(matches!(
+            store.apply_now(&id, vec![add], false),
+            Err(StoreError::WrongType { found: "bytes", .. })
+        ));
+    }
+
+    #[test]
+    fn least_recently_used_sessions_are_evicted_at_capacity() {
+        let limits = Limits {
+            capacity_bytes: 10_000,
+            max_session_bytes: 5_000,
+            max_attribute_bytes: 5_000,
+            ..Limits::default()
+        };
+        let (store, _, events) = store_with(limits);
+        let ids: Vec<_> = (0..20)
+            .map(|_| create(&store, vec![set("a", &[0; 400])]))
+            .collect();
+        assert!(store.usage().bytes <= 10_000);
+        let held = store.usage().sessions as usize;
+        assert!(held < 20 && held > 5, "held {held}");
+        assert_eq!(events.count(EventKind::Evicted) as usize, 20 - held);
+        // The newest survive; reading one keeps it from being the next victim.
+        let survivor = &ids[20 - held];
+        store.get_now(survivor, GetQuery::default()).expect("held");
+        create(&store, vec![set("a", &[0; 400])]);
+        assert!(
+            store.get_now(survivor, GetQuery::default()).is_ok(),
+            "recently used, not evicted"
+        );
+        assert_eq!(
+            store.get_now(&ids[0], GetQuery::default()),
+            Err(StoreError::NotFound)
+        );
+    }
+
+    #[test]
+    fn limits_name_themselves() {
+        let limits = Limits {
+            max_session_bytes: 2_000,
+            max_attribute_bytes: 1_000,
+            ..Limits::default()
+        };
+        let (store, _, _) = store_with(limits);
+        let big = op(
+            "big",
+            OpKind::Set {
+                value: Value::Bytes {
+                    content_type: String::new(),
+                    data: Bytes::from(vec![0; 1_000]),
+                },
+                expected_version: None,
+            },
+        );
+        assert!(matches!(
+            store.create_now(CreateOptions::default(), vec![big]),
+            Err(StoreError::LimitExceeded {
+                which: LimitKind::Attribute,
+                ..
+            })
+        ));
+        let id = create(&store, vec![]);
+        let parts: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                op(
+                    n,
+                    OpKind::Set {
+                        value: Value::Bytes {
+                            content_type: String::new(),
+                            data: Bytes::from(vec![0; 800]),
+                        },
+                        expected_version: None,
+                    },
+                )
+            })
+            .collect();
+        assert!(matches!(
+            store.apply_now(&id, parts, false),
+            Err(StoreError::LimitExceeded {
+                which: LimitKind::Session,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rotation_moves_data_and_kills_the_old_id() {
+        let (store, _, events) = store();
+        let id = create(&store, vec![set("a", b"1")]);
+        let bytes = store.usage().bytes;
+        let info = store.rotate_now(&id).expect("rotate");
+        assert_ne!(info.id, id);
+        assert_eq!(
+            store.get_now(&id, GetQuery::default()),
+            Err(StoreError::NotFound)
+        );
+        assert!(store.get_now(&info.id, GetQuery::default()).is_ok());
+        assert_eq!(store.usage().bytes, bytes);
+        assert_eq!(events.count(EventKind::IdRotated), 1);
+    }
+
+    #[test]
+    fn not_modified_when_the_version_is_known() {
+        let (store, _, _) = store();
+        let id = create(&store, vec![set("a", b"1")]);
+        let q = GetQuery {
+            names: vec![],
+            known_version: Some(1),
+        };
+        assert!(matches!(
+            store.get_now(&id, q),
+            Ok(GetOutcome::NotModified(_))
+        ));
+    }
+}

@@ -1,0 +1,282 @@
+//! The storage contract: sessions of named attributes, changed by atomic batches of
+//! operations, with versions, expiry and bounded memory.
+//!
+//! [`SessionStore`] is what the gRPC layer talks to. [`memory::MemoryStore`] is the embedded
+//! default; a durable or Redis-backed store implements the same trait without changing the
+//! protocol. The types here are the domain model: `crate::convert` is the only place that
+//! turns protobuf messages into them and back.
+
+pub mod memory;
+
+use crate::id::SessionId;
+use bytes::Bytes;
+use std::{collections::BTreeMap, future::Future, time::Duration};
+
+/// An attribute's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Bytes {
+        content_type: String,
+        data: Bytes,
+    },
+    List {
+        content_type: String,
+        items: Vec<Bytes>,
+    },
+    Counter(i64),
+}
+
+impl Value {
+    /// Bytes this value counts against the limits: its payload plus a little per list item,
+    /// which is what holding it really costs.
+    pub fn size(&self) -> u64 {
+        match self {
+            Value::Bytes { content_type, data } => (content_type.len() + data.len()) as u64,
+            Value::List {
+                content_type,
+                items,
+            } => {
+                let payload: usize = items.iter().map(|i| i.len() + LIST_ITEM_OVERHEAD).sum();
+                (content_type.len() + payload) as u64
+            }
+            Value::Counter(_) => 8,
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Bytes { .. } => "bytes",
+            Value::List { .. } => "list",
+            Value::Counter(_) => "counter",
+        }
+    }
+}
+
+/// Per-item cost of a list beyond its bytes (the `Bytes` handle).
+const LIST_ITEM_OVERHEAD: usize = 16;
+/// Per-attribute cost beyond name and value (map node, version).
+pub const ATTRIBUTE_OVERHEAD: u64 = 48;
+/// Per-session cost beyond attributes (map entry, expiry index, timestamps).
+pub const SESSION_OVERHEAD: u64 = 160;
+
+/// A stored attribute with the session version at which it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub value: Value,
+    pub version: u64,
+}
+
+impl Attribute {
+    fn size(&self, name: &str) -> u64 {
+        name.len() as u64 + self.value.size() + ATTRIBUTE_OVERHEAD
+    }
+}
+
+/// One change to one attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub name: String,
+    pub kind: OpKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpKind {
+    /// Replace the value; with `expected_version`, only if the attribute is at that version
+    /// (0: only if absent).
+    Set {
+        value: Value,
+        expected_version: Option<u64>,
+    },
+    Remove {
+        expected_version: Option<u64>,
+    },
+    /// Append to a list; `max_len` bounds the resulting length.
+    ListPush {
+        item: Bytes,
+        content_type: String,
+        max_len: Option<u32>,
+    },
+    /// Remove the first equal item, if any.
+    ListRemove {
+        item: Bytes,
+    },
+    /// Move to front, drop duplicates, keep the newest `keep`.
+    RecentPush {
+        item: Bytes,
+        content_type: String,
+        keep: u32,
+    },
+    CounterAdd {
+        delta: i64,
+        min: Option<i64>,
+        max: Option<i64>,
+        remove_at_zero: bool,
+    },
+}
+
+/// What one operation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpResult {
+    pub attribute_version: u64,
+    pub counter: i64,
+    pub list_len: u32,
+    pub removed: bool,
+}
+
+/// A session's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub last_access_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_lifetime_ms: u64,
+    pub size_bytes: u64,
+}
+
+/// A session as read: metadata and the requested attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    pub info: SessionInfo,
+    pub attributes: BTreeMap<String, Attribute>,
+}
+
+/// The outcome of a write batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub info: SessionInfo,
+    pub results: Vec<OpResult>,
+    /// Present when the caller asked for the session after the write.
+    pub session: Option<SessionSnapshot>,
+}
+
+/// Options for a new session; `None` takes the server's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    pub idle_timeout: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+    pub return_session: bool,
+}
+
+/// What a read asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetQuery {
+    /// Empty: every attribute.
+    pub names: Vec<String>,
+    /// When equal to the session's version, the answer is [`GetOutcome::NotModified`].
+    pub known_version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetOutcome {
+    Found(SessionSnapshot),
+    NotModified(SessionInfo),
+}
+
+/// Limits that bound the store's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes all sessions may hold together; past it, least recently used sessions are evicted.
+    pub capacity_bytes: u64,
+    /// Bytes one session may hold; a write past it fails.
+    pub max_session_bytes: u64,
+    /// Bytes one attribute (name and value) may hold; a write past it fails.
+    pub max_attribute_bytes: u64,
+    pub default_idle_timeout: Duration,
+    pub default_max_lifetime: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            capacity_bytes: crate::config::DEFAULT_CAPACITY_BYTES,
+            max_session_bytes: crate::config::DEFAULT_MAX_SESSION_BYTES,
+            max_attribute_bytes: crate::config::DEFAULT_MAX_ATTRIBUTE_BYTES,
+            default_idle_timeout: crate::config::DEFAULT_IDLE_TIMEOUT,
+            default_max_lifetime: crate::config::DEFAULT_MAX_LIFETIME,
+        }
+    }
+}
+
+/// Which limit a write ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Session,
+    Attribute,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Unknown, expired or invalidated.
+    #[error("session not found")]
+    NotFound,
+    #[error("operation {index} on {name:?}: attribute version does not match")]
+    Conflict {
+        index: usize,
+        name: String,
+        current: Option<Attribute>,
+    },
+    #[error("operation {index} on {name:?}: attribute holds a {found}, not a {wanted}")]
+    WrongType {
+        index: usize,
+        name: String,
+        found: &'static str,
+        wanted: &'static str,
+    },
+    #[error("operation {index} on {name:?}: {detail}")]
+    OutOfRange {
+        index: usize,
+        name: String,
+        detail: String,
+    },
+    #[error("{which:?} limit exceeded: {wanted} bytes wanted, limit {limit} bytes{}", attr.as_ref().map(|a| format!(" (attribute {a:?})")).unwrap_or_default())]
+    LimitExceeded {
+        which: LimitKind,
+        limit: u64,
+        wanted: u64,
+        attr: Option<String>,
+    },
+}
+
+/// Counts of what the store holds, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub sessions: u64,
+    pub bytes: u64,
+}
+
+/// The semantics every store keeps: atomic batches, versions, server-made ids, expiry checked
+/// on every access, and bounded memory. Methods return futures so that stores doing I/O fit.
+pub trait SessionStore: Send + Sync + 'static {
+    fn create(
+        &self,
+        options: CreateOptions,
+        ops: Vec<Operation>,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    fn get(
+        &self,
+        id: &SessionId,
+        query: GetQuery,
+    ) -> impl Future<Output = Result<GetOutcome, StoreError>> + Send;
+
+    fn apply(
+        &self,
+        id: &SessionId,
+        ops: Vec<Operation>,
+        return_session: bool,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    fn invalidate(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn rotate_id(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<SessionInfo, StoreError>> + Send;
+
+    /// Removes expired sessions; returns how many. Work is proportional to what expired.
+    fn sweep(&self) -> impl Future<Output = usize> + Send;
+
+    fn usage(&self) -> Usage;
+}
