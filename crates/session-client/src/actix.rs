@@ -166,10 +166,10 @@ where
                 }
                 _ => None,
             };
-            if let Some(cookie) = cookie {
-                if let Err(e) = res.response_mut().add_cookie(&cookie) {
-                    tracing::warn!(error = %e, "could not set the session cookie");
-                }
+            if let Some(cookie) = cookie
+                && let Err(e) = res.response_mut().add_cookie(&cookie)
+            {
+                tracing::warn!(error = %e, "could not set the session cookie");
             }
             Ok(res)
         })

@@ -240,18 +240,23 @@ impl SessionClient {
 
     /// Read-modify-write of one JSON attribute without locks: reads it, calls `f` with its
     /// current value, and writes the result only if nobody changed it meanwhile; on a
-    /// conflict `f` runs again on the newer value. Gives up after `MODIFY_ATTEMPTS` tries.
+    /// conflict `f` runs again on the newer value, after a short random pause that spreads
+    /// contending writers apart. Gives up after `MODIFY_ATTEMPTS` tries with the last conflict.
     pub async fn modify<T, F>(&self, id: &str, name: &str, mut f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T,
     {
-        const MODIFY_ATTEMPTS: usize = 16;
+        const MODIFY_ATTEMPTS: u32 = 32;
         let session = self.get_names(id, &[name]).await?;
         let mut current: Option<T> = session.get_json(name)?;
         let mut version = session.attribute(name).map_or(0, |a| a.version);
         let mut last = None;
-        for _ in 0..MODIFY_ATTEMPTS {
+        for attempt in 0..MODIFY_ATTEMPTS {
+            if attempt > 0 {
+                let cap_us = 100 << attempt.min(7);
+                tokio::time::sleep(Duration::from_micros(rand::random_range(0..=cap_us))).await;
+            }
             let new = f(current.take());
             match self
                 .apply(id, Ops::new().set_json_if(name, &new, version)?)

@@ -2,7 +2,7 @@
 //! resumes from the last sequence number it saw, and says [`Update::Reset`] whenever events
 //! may have been missed, so that anything cached from earlier events gets dropped.
 
-use crate::{client::SessionClient, error::Error};
+use crate::client::SessionClient;
 use futures_util::StreamExt;
 use session_proto::v1::{self as pb, watch_response::Kind};
 use std::time::Duration;
@@ -36,8 +36,9 @@ async fn follow(client: SessionClient, tx: broadcast::Sender<Update>) {
     let mut backoff = BACKOFF_FIRST;
     let mut connected = false;
     while tx.receiver_count() > 0 {
-        match client.watch_raw(epoch, after).await {
-            Ok(mut stream) => {
+        // A failed connection is the server's absence: wait and try again.
+        if let Ok(mut stream) = client.watch_raw(epoch, after).await {
+            {
                 while let Some(item) = stream.next().await {
                     let Ok(pb::WatchResponse { kind: Some(kind) }) = item else {
                         break;
@@ -63,7 +64,6 @@ async fn follow(client: SessionClient, tx: broadcast::Sender<Update>) {
                     }
                 }
             }
-            Err(Error::Unavailable(_)) | Err(_) => {}
         }
         if connected {
             connected = false;

@@ -482,10 +482,8 @@ fn run_op(
                 Some(_) => return Err(wrong_type(current.expect("matched Some"), "list")),
             };
             items.push(item.clone());
-            if let Some(max) = max_len {
-                if items.len() > *max as usize {
-                    return Err(out_of_range(format!("list would exceed {max} items")));
-                }
+            if let Some(max) = max_len.filter(|max| items.len() > *max as usize) {
+                return Err(out_of_range(format!("list would exceed {max} items")));
             }
             result.list_len = items.len() as u32;
             result.attribute_version = version;

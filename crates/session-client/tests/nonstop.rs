@@ -1,0 +1,106 @@
+//! Nonstop and rejoin: a missing server gives Unavailable within the deadline, never a hang,
+//! and the same client works again once the server is back.
+
+mod common;
+
+use session_client::{ClientConfig, Error, Ops, SessionClient};
+use session_server::config::ServerConfig;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+/// What "within the timeout" allows for scheduling on a busy 2-core machine.
+const SLACK: Duration = Duration::from_millis(700);
+
+#[tokio::test]
+async fn stopped_server_gives_unavailable_within_the_timeout() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let client = server.client_with_timeout(TIMEOUT);
+    let id = client.create(Ops::new()).await.expect("create").info.id;
+    server.stop().await;
+
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = client.get(&id).await;
+        assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+        assert!(
+            started.elapsed() < TIMEOUT + SLACK,
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn silent_server_gives_unavailable_within_the_timeout() {
+    // A port that accepts connections (the kernel's backlog) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let client = SessionClient::connect_lazy(ClientConfig {
+        endpoints: vec![url],
+        timeout: TIMEOUT,
+    })
+    .expect("client");
+    let started = Instant::now();
+    let result = client.create(Ops::new()).await;
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(started.elapsed() >= TIMEOUT - Duration::from_millis(50));
+    assert!(
+        started.elapsed() < TIMEOUT + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn restarted_server_serves_the_same_client_again() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let addr = server.addr;
+    let client = server.client_with_timeout(TIMEOUT);
+    let id = client.create(Ops::new()).await.expect("create").info.id;
+    server.stop().await;
+    assert!(client.get(&id).await.unwrap_err().is_unavailable());
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("rebind the same port");
+    let restarted = common::spawn_on(listener, ServerConfig::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let created = loop {
+        match client.create(Ops::new()).await {
+            Ok(created) => break created,
+            Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("client did not rejoin: {e}"),
+        }
+    };
+    assert_eq!(
+        client.get(&created.info.id).await.expect("works").info.id,
+        created.info.id
+    );
+    assert_eq!(
+        client.get(&id).await,
+        Err(Error::NotFound),
+        "the in-memory server lost the old session"
+    );
+    restarted.stop().await;
+}
+
+#[test]
+fn bad_addresses_are_refused_up_front() {
+    let err = SessionClient::connect_lazy(ClientConfig {
+        endpoints: vec!["not a url".into()],
+        timeout: TIMEOUT,
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument(ref m) if m.contains("http://HOST:PORT")),
+        "{err}"
+    );
+    let none = SessionClient::connect_lazy(ClientConfig {
+        endpoints: vec![],
+        timeout: TIMEOUT,
+    })
+    .unwrap_err();
+    assert!(matches!(none, Error::InvalidArgument(_)));
+}
