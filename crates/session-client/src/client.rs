@@ -247,14 +247,15 @@ impl SessionClient {
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T,
     {
-        const MODIFY_ATTEMPTS: u32 = 32;
+        const MODIFY_ATTEMPTS: u32 = 100;
         let session = self.get_names(id, &[name]).await?;
         let mut current: Option<T> = session.get_json(name)?;
         let mut version = session.attribute(name).map_or(0, |a| a.version);
         let mut last = None;
         for attempt in 0..MODIFY_ATTEMPTS {
             if attempt > 0 {
-                let cap_us = 100 << attempt.min(7);
+                // Up to 100 us doubling to 25.6 ms: contenders spread out, so each round one wins.
+                let cap_us = 100 << attempt.min(8);
                 tokio::time::sleep(Duration::from_micros(rand::random_range(0..=cap_us))).await;
             }
             let new = f(current.take());
