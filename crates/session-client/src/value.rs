@@ -194,6 +194,11 @@ impl Ops {
         self.ops.is_empty()
     }
 
+    /// Appends another batch's operations after these.
+    pub fn extend(&mut self, other: Ops) {
+        self.ops.extend(other.ops);
+    }
+
     fn push(mut self, name: &str, kind: pb::operation::Kind) -> Self {
         self.ops.push(pb::Operation {
             name: name.to_owned(),

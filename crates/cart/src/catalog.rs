@@ -1,0 +1,137 @@
+//! The catalogue: the nine products of the original sample, read from `samples/cart/` so the
+//! sample's data stays apart from its code.
+
+use serde::Deserialize;
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Product {
+    /// URL-safe identifier: `/Cart/products/{id}`.
+    pub id: String,
+    /// Exactly as in the original sample; it is also the form's `item` value.
+    pub name: String,
+    pub description: String,
+    /// File under `pictures/`.
+    pub picture: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CatalogFile {
+    products: Vec<Product>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    products: Arc<Vec<Product>>,
+    /// Picture file name to SVG text, loaded once at start.
+    pictures: Arc<HashMap<String, String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid catalogue: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("catalogue problem: {0}")]
+    Invalid(String),
+}
+
+impl Catalog {
+    pub fn load(dir: &Path) -> Result<Self, CatalogError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let path = dir.join("catalog.json");
+        let file: CatalogFile =
+            serde_json::from_str(&read(&path)?).map_err(|source| CatalogError::Parse {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let mut pictures = HashMap::new();
+        for p in &file.products {
+            let slug_safe = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            };
+            if !slug_safe(&p.id) || !slug_safe(&p.picture) || !p.picture.ends_with(".svg") {
+                return Err(CatalogError::Invalid(format!(
+                    "product {:?}: id and picture must be simple file-safe names, pictures .svg",
+                    p.name
+                )));
+            }
+            pictures.insert(
+                p.picture.clone(),
+                read(&dir.join("pictures").join(&p.picture))?,
+            );
+        }
+        if file.products.is_empty() {
+            return Err(CatalogError::Invalid("no products".into()));
+        }
+        Ok(Self {
+            products: Arc::new(file.products),
+            pictures: Arc::new(pictures),
+        })
+    }
+
+    pub fn products(&self) -> &[Product] {
+        &self.products
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.id == id)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.name == name)
+    }
+
+    pub fn picture(&self, file: &str) -> Option<&str> {
+        self.pictures.get(file).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_catalogue_has_the_nine_original_items() {
+        let catalog =
+            Catalog::load(Path::new(crate::config::DEFAULT_CATALOG)).expect("sample catalogue");
+        let names: Vec<_> = catalog.products().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Beavis & Butt-head Video collection",
+                "X-files movie",
+                "Twin peaks tapes",
+                "NIN CD",
+                "JSP Book",
+                "Concert tickets",
+                "Love life",
+                "Switch blade",
+                "Rex, Rugs & Rock n' Roll"
+            ]
+        );
+        for p in catalog.products() {
+            assert!(
+                catalog
+                    .picture(&p.picture)
+                    .is_some_and(|svg| svg.starts_with("<svg")),
+                "{}",
+                p.id
+            );
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Configuration of a cart instance: flags, each with an environment variable twin.
+
+use session_client::{DEFAULT_TIMEOUT, default_server_url};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// The tutorial's two instances.
+pub const FIRST_PORT: u16 = 9081;
+pub const SECOND_PORT: u16 = 9082;
+
+/// Where the catalogue lives in a checkout; containers point `--catalog` elsewhere.
+pub const DEFAULT_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/cart");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionMode {
+    /// Sessions live in the session server: any instance can serve any session.
+    Clustered,
+    /// Sessions live in this process only: jumping to the other instance loses the cart.
+    Local,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CartArgs {
+    /// Address to listen on (0.0.0.0:9081 inside a container).
+    #[arg(long, env = "CART_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], FIRST_PORT)))]
+    pub listen: SocketAddr,
+
+    /// Session server address(es), comma-separated.
+    #[arg(long, env = "CART_SESSION_SERVER", default_values_t = [default_server_url()], value_delimiter = ',')]
+    pub session_server: Vec<String>,
+
+    /// Where sessions live.
+    #[arg(long, env = "CART_SESSIONS", value_enum, default_value_t = SessionMode::Clustered)]
+    pub sessions: SessionMode,
+
+    /// The port browsers use to reach this instance (differs from --listen behind port mapping).
+    #[arg(long, env = "CART_PUBLIC_PORT")]
+    pub public_port: Option<u16>,
+
+    /// The port browsers use to reach the other instance, for the "Go to" link.
+    #[arg(long, env = "CART_PEER_PORT")]
+    pub peer_port: Option<u16>,
+
+    /// Background of the box: goldenrod on the first instance, darkseagreen on the second.
+    #[arg(long, env = "CART_COLOR")]
+    pub color: Option<String>,
+
+    /// Folder with catalog.json and pictures/.
+    #[arg(long, env = "CART_CATALOG", default_value = DEFAULT_CATALOG)]
+    pub catalog: PathBuf,
+
+    /// How long a page waits for the session server before answering 503.
+    #[arg(long, env = "CART_SESSION_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub session_timeout: Duration,
+
+    /// Mark the session cookie Secure even when requests do not arrive over TLS (behind a
+    /// TLS-terminating proxy).
+    #[arg(long, env = "CART_SECURE_COOKIE")]
+    pub secure_cookie: bool,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "CART_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// What an instance shows and how it reaches sessions, resolved from the flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub public_port: u16,
+    pub peer_port: u16,
+    pub color: String,
+    pub mode: SessionMode,
+    pub session_servers: Vec<String>,
+    pub session_timeout: Duration,
+    pub secure_cookie: Option<bool>,
+    pub catalog: PathBuf,
+    pub workers: Option<usize>,
+}
+
+impl CartArgs {
+    pub fn settings(&self) -> Result<Settings, String> {
+        let public_port = self.public_port.unwrap_or(self.listen.port());
+        let peer_port = self.peer_port.unwrap_or(if public_port == SECOND_PORT {
+            FIRST_PORT
+        } else {
+            SECOND_PORT
+        });
+        let color = match &self.color {
+            Some(c) => c.clone(),
+            None if public_port <= peer_port => "goldenrod".into(),
+            None => "darkseagreen".into(),
+        };
+        // It lands in a style attribute: names and #hex only.
+        if color.is_empty() || !color.chars().all(|c| c.is_ascii_alphanumeric() || c == '#') {
+            return Err(format!(
+                "--color {color:?} is not a colour name or #hex value"
+            ));
+        }
+        Ok(Settings {
+            public_port,
+            peer_port,
+            color,
+            mode: self.sessions,
+            session_servers: self.session_server.clone(),
+            session_timeout: self.session_timeout,
+            secure_cookie: self.secure_cookie.then_some(true),
+            catalog: self.catalog.clone(),
+            workers: self.workers,
+        })
+    }
+}
+
+impl Settings {
+    /// Defaults for an instance on `public_port`, as the flags would give them.
+    pub fn for_port(public_port: u16, peer_port: u16) -> Self {
+        Self {
+            public_port,
+            peer_port,
+            color: if public_port <= peer_port {
+                "goldenrod"
+            } else {
+                "darkseagreen"
+            }
+            .into(),
+            mode: SessionMode::Clustered,
+            session_servers: vec![default_server_url()],
+            session_timeout: DEFAULT_TIMEOUT,
+            secure_cookie: None,
+            catalog: DEFAULT_CATALOG.into(),
+            workers: None,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! What can go wrong on a page, and the friendly page each answer gets. Internal detail goes
+//! to the log only.
+
+use actix_web::{
+    HttpResponse, ResponseError,
+    http::{StatusCode, header},
+};
+use askama::Template;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CartError {
+    #[error("the session server cannot be reached")]
+    Unavailable,
+    #[error("the form's security token is missing or wrong")]
+    Forbidden,
+    #[error("{0:?} is not one of our items")]
+    UnknownItem(String),
+    #[error("the form must say add or remove")]
+    BadAction,
+    #[error("the form could not be read: {0}")]
+    BadForm(String),
+    #[error("no such page")]
+    NotFound,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<session_client::Error> for CartError {
+    fn from(e: session_client::Error) -> Self {
+        match e {
+            session_client::Error::Unavailable(_) => CartError::Unavailable,
+            other => CartError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    title: &'a str,
+    message: String,
+}
+
+impl ResponseError for CartError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            CartError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            CartError::Forbidden => StatusCode::FORBIDDEN,
+            CartError::UnknownItem(_) | CartError::BadAction | CartError::BadForm(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            CartError::NotFound => StatusCode::NOT_FOUND,
+            CartError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (title, message) = match self {
+            CartError::Unavailable => (
+                "Sessions are taking a break",
+                "The session server cannot be reached right now, so your cart cannot be shown. Nothing is lost: \
+                 this page will work again as soon as the session server is back. Try again in a moment."
+                    .to_owned(),
+            ),
+            CartError::Forbidden => (
+                "Please use the form on the page",
+                "That request did not carry this page's security token, so it was refused and nothing changed. \
+                 Go back to the cart, reload it, and try again."
+                    .to_owned(),
+            ),
+            CartError::UnknownItem(name) => ("Unknown item", format!("{name:?} is not one of our nine items, so nothing was added or removed.")),
+            CartError::BadAction => ("Unknown action", "The form must ask to add or remove an item.".to_owned()),
+            CartError::BadForm(_) => ("Unreadable form", "The form's data could not be read, so nothing changed.".to_owned()),
+            CartError::NotFound => ("Not found", "There is no such page in this shop.".to_owned()),
+            CartError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                ("Something went wrong", "The request could not be completed. Please try again.".to_owned())
+            }
+        };
+        let status = self.status_code();
+        let page = ErrorPage {
+            status: status.as_u16(),
+            title,
+            message,
+        };
+        let mut response = HttpResponse::build(status);
+        if matches!(self, CartError::Unavailable) {
+            response.insert_header((header::RETRY_AFTER, "2"));
+        }
+        match page.render() {
+            Ok(html) => response.content_type("text/html; charset=utf-8").body(html),
+            Err(_) => response
+                .content_type("text/plain; charset=utf-8")
+                .body(page.message),
+        }
+    }
+}

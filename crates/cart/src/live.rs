@@ -1,0 +1,73 @@
+//! Live updates: the session server's watch stream, fanned out to the browsers of this
+//! instance as server-sent events, each browser hearing only about its own session.
+
+use bytes::Bytes;
+use futures_util::Stream;
+use session_client::{
+    EventKind, SessionClient,
+    watch::{self, Update},
+};
+use std::{convert::Infallible, sync::Mutex, time::Duration};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+/// A comment line this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+pub struct Live {
+    /// Never read; kept so new browsers can `resubscribe` to the one watch stream.
+    template: Mutex<broadcast::Receiver<Update>>,
+}
+
+impl Live {
+    pub fn start(client: SessionClient) -> Self {
+        Self {
+            template: Mutex::new(watch::subscribe(client)),
+        }
+    }
+
+    /// Server-sent events for one session: `event: session` whenever it changes elsewhere
+    /// (or when changes may have been missed), so the page refreshes its parts.
+    pub fn events(
+        &self,
+        session_id: String,
+    ) -> impl Stream<Item = Result<Bytes, Infallible>> + 'static {
+        let rx = self
+            .template
+            .lock()
+            .map(|t| t.resubscribe())
+            .unwrap_or_else(|p| p.into_inner().resubscribe());
+        let hello = Bytes::from_static(b"retry: 1000\n: connected\n\n");
+        futures_util::stream::unfold(
+            (rx, session_id, Some(hello)),
+            |(mut rx, id, first)| async move {
+                if let Some(first) = first {
+                    return Some((Ok(first), (rx, id, None)));
+                }
+                loop {
+                    let chunk = match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                        Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                        Ok(Err(RecvError::Closed)) => return None,
+                        Ok(Err(RecvError::Lagged(_))) | Ok(Ok(Update::Reset)) => {
+                            Bytes::from_static(b"event: session\ndata: reset\n\n")
+                        }
+                        Ok(Ok(Update::Disconnected)) => continue,
+                        Ok(Ok(Update::Event(e))) if e.session_id == id => {
+                            let kind = match e.kind() {
+                                EventKind::Changed => "changed",
+                                EventKind::IdRotated => "rotated",
+                                EventKind::Expired
+                                | EventKind::Evicted
+                                | EventKind::Invalidated => "ended",
+                                _ => continue,
+                            };
+                            Bytes::from(format!("event: session\ndata: {kind} {}\n\n", e.version))
+                        }
+                        Ok(Ok(Update::Event(_))) => continue,
+                    };
+                    return Some((Ok(chunk), (rx, id, None)));
+                }
+            },
+        )
+    }
+}

@@ -1,0 +1,123 @@
+//! What every page shows around its content: the coloured box, "Recently viewed" and the
+//! session panel.
+
+use crate::{catalog::Product, shopper, startup::AppState};
+use actix_web::HttpRequest;
+use session_client::Session;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub port: u16,
+    pub peer_port: u16,
+    /// The other instance's cart on the host the browser used.
+    pub peer_url: String,
+    pub color: String,
+    pub clustered: bool,
+    /// Units in the cart.
+    pub total: usize,
+    pub history: Vec<Product>,
+    pub panel: Option<Panel>,
+    /// Empty when there is no session yet (a read-only refresh).
+    pub csrf: String,
+}
+
+/// The session panel: enough to watch the session move between servers, never the whole id.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub id_prefix: String,
+    pub created: String,
+    pub last_access: String,
+    pub version: u64,
+    pub last_server: String,
+    pub hops: i64,
+}
+
+impl Frame {
+    pub fn new(
+        state: &AppState,
+        req: &HttpRequest,
+        session: Option<&Session>,
+    ) -> Result<Self, session_client::Error> {
+        let settings = &state.settings;
+        let info = req.connection_info();
+        let peer_url = format!(
+            "{}://{}:{}/Cart",
+            info.scheme(),
+            host_name(info.host()),
+            settings.peer_port
+        );
+        let (total, history, panel, csrf) = match session {
+            None => (0, Vec::new(), None, String::new()),
+            Some(s) => {
+                let (_, total) = shopper::lines(s)?;
+                let history = shopper::history(s)?
+                    .iter()
+                    .filter_map(|id| state.catalog.by_id(id).cloned())
+                    .collect();
+                let panel = Panel {
+                    id_prefix: s.info.id.chars().take(8).collect(),
+                    created: timestamp(s.info.created_at),
+                    last_access: timestamp(s.info.last_access),
+                    version: s.info.version,
+                    last_server: s
+                        .get_json::<String>(shopper::LAST_SERVER)?
+                        .unwrap_or_default(),
+                    hops: s.counter(shopper::HOPS)?,
+                };
+                (
+                    total,
+                    history,
+                    Some(panel),
+                    shopper::csrf(s).unwrap_or_default(),
+                )
+            }
+        };
+        Ok(Self {
+            port: settings.public_port,
+            peer_port: settings.peer_port,
+            peer_url,
+            color: settings.color.clone(),
+            clustered: state.clustered(),
+            total,
+            history,
+            panel,
+            csrf,
+        })
+    }
+}
+
+fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
+}
+
+/// The host part of a Host header ("localhost:9081" → "localhost", "[::1]:9081" → "[::1]"),
+/// or "localhost" when it holds anything a host name cannot.
+fn host_name(host: &str) -> &str {
+    let name = if host.starts_with('[') {
+        host.find(']').map_or(host, |end| &host[..=end])
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let plausible = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c));
+    if plausible { name } else { "localhost" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_names_keep_only_the_host() {
+        assert_eq!(host_name("localhost:9081"), "localhost");
+        assert_eq!(host_name("example.org"), "example.org");
+        assert_eq!(host_name("[::1]:9081"), "[::1]");
+        assert_eq!(host_name("evil\"><script>:9081"), "localhost");
+    }
+}

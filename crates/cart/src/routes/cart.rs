@@ -1,0 +1,133 @@
+//! `/Cart`: the cart page, and the form that adds and removes items.
+
+use crate::{catalog::Product, error::CartError, page::Frame, shopper, startup::AppState};
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use askama::Template;
+use serde::Deserialize;
+use session_client::{Error, Ops, actix::RequestSession};
+
+/// Marks a fetch by the page's own live-update script: read only, never counted as a hop.
+pub const LIVE_REFRESH_HEADER: &str = "x-live-refresh";
+
+#[derive(Debug, Clone)]
+pub struct LineView {
+    pub id: String,
+    pub name: String,
+    pub quantity: usize,
+}
+
+#[derive(Template)]
+#[template(path = "cart.html")]
+struct CartPage<'a> {
+    frame: Frame,
+    lines: Vec<LineView>,
+    products: &'a [Product],
+    notice: Option<&'static str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Notice {
+    notice: Option<String>,
+}
+
+pub async fn view(
+    req: HttpRequest,
+    session: RequestSession,
+    state: web::Data<AppState>,
+    query: web::Query<Notice>,
+) -> Result<HttpResponse, CartError> {
+    let read_only = req.headers().contains_key(LIVE_REFRESH_HEADER);
+    let loaded = shopper::visit(&session, &state.me, read_only).await?;
+    let frame = Frame::new(&state, &req, loaded.as_ref())?;
+    let lines = match &loaded {
+        Some(s) => shopper::lines(s)?
+            .0
+            .into_iter()
+            .map(|l| LineView {
+                id: state
+                    .catalog
+                    .by_name(&l.name)
+                    .map(|p| p.id.clone())
+                    .unwrap_or_default(),
+                name: l.name,
+                quantity: l.quantity,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let notice = match query.notice.as_deref() {
+        Some("full") => {
+            Some("Your cart is full: it holds at most 500 items. Remove something first.")
+        }
+        _ => None,
+    };
+    let page = CartPage {
+        frame,
+        lines,
+        products: state.catalog.products(),
+        notice,
+    };
+    let html = page
+        .render()
+        .map_err(|e| CartError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChangeForm {
+    item: Option<String>,
+    submit: Option<String>,
+    csrf: Option<String>,
+}
+
+/// Adds or removes one unit, then redirects back (post/redirect/get: a reload never repeats it).
+pub async fn change(
+    session: RequestSession,
+    state: web::Data<AppState>,
+    form: web::Form<ChangeForm>,
+) -> Result<HttpResponse, CartError> {
+    let form = form.into_inner();
+    // The token is checked before anything else, against the one kept in the session.
+    let loaded = session.load().await?.ok_or(CartError::Forbidden)?;
+    let expected = shopper::csrf(&loaded).ok_or(CartError::Forbidden)?;
+    if !form
+        .csrf
+        .as_deref()
+        .is_some_and(|given| shopper::tokens_match(&expected, given))
+    {
+        return Err(CartError::Forbidden);
+    }
+    let name = form.item.unwrap_or_default();
+    let product = state
+        .catalog
+        .by_name(&name)
+        .ok_or_else(|| CartError::UnknownItem(name.clone()))?;
+    let ops = match form.submit.as_deref() {
+        Some("add") => Ops::new().list_push_json(
+            shopper::CART,
+            &product.name,
+            Some(shopper::MAX_CART_ITEMS),
+        )?,
+        Some("remove") => Ops::new().list_remove_json(shopper::CART, &product.name)?,
+        _ => return Err(CartError::BadAction),
+    };
+    let mut upkeep = shopper::upkeep(Some(&loaded), &state.me)?;
+    // Bookkeeping rides in the same atomic batch: one round trip.
+    let ops = if upkeep.is_empty() {
+        ops
+    } else {
+        upkeep.extend(ops);
+        upkeep
+    };
+    let location = match session.apply(ops).await {
+        Ok(_) => "/Cart",
+        Err(Error::OutOfRange(_)) => "/Cart?notice=full",
+        Err(e) => return Err(e.into()),
+    };
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish())
+}

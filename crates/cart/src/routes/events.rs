@@ -1,0 +1,17 @@
+//! `/Cart/events`: server-sent events telling an open page that its session changed.
+
+use crate::startup::AppState;
+use actix_web::{HttpResponse, http::header, web};
+use session_client::actix::RequestSession;
+
+pub async fn stream(session: RequestSession, state: web::Data<AppState>) -> HttpResponse {
+    // Only the cookie is needed: no session server call, and none at all without a session.
+    let Some(id) = session.id() else {
+        return HttpResponse::NoContent().finish(); // 204 tells EventSource not to reconnect
+    };
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(state.live.events(id))
+}

@@ -1,0 +1,36 @@
+//! Routes, mirroring the URL tree under `/Cart`.
+
+mod assets;
+pub(crate) mod cart;
+mod events;
+mod products;
+
+use actix_web::{HttpResponse, http::header, web};
+
+pub use cart::LIVE_REFRESH_HEADER;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/",
+        web::get().to(|| async {
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, "/Cart"))
+                .finish()
+        }),
+    )
+    .route(
+        "/healthz",
+        web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+    )
+    .service(
+        web::scope("/Cart")
+            .route("", web::get().to(cart::view))
+            .route("/", web::get().to(cart::view))
+            .route("", web::post().to(cart::change))
+            .route("/", web::post().to(cart::change))
+            .route("/products/{id}", web::get().to(products::view))
+            .route("/pictures/{file}", web::get().to(products::picture))
+            .route("/events", web::get().to(events::stream))
+            .route("/static/{file}", web::get().to(assets::file)),
+    );
+}

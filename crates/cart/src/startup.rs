@@ -1,0 +1,102 @@
+//! Building and running a cart instance on an already-bound listener.
+
+use crate::{
+    catalog::Catalog,
+    config::{SessionMode, Settings},
+    live::Live,
+    routes,
+};
+use actix_web::{App, HttpServer, dev::Server, middleware, web};
+use session_client::{
+    ClientConfig, SessionClient,
+    actix::{SessionConfig, SessionMiddleware},
+};
+use session_server::{Engine, config::ServerConfig};
+use std::{net::TcpListener, sync::Arc};
+
+/// Shared by every worker.
+#[derive(Debug)]
+pub struct AppState {
+    pub settings: Settings,
+    pub catalog: Catalog,
+    pub live: Live,
+    /// This instance's name in sessions (`last_server`): its public port.
+    pub me: String,
+}
+
+impl AppState {
+    pub fn clustered(&self) -> bool {
+        self.settings.mode == SessionMode::Clustered
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("session server address: {0}")]
+    Client(#[from] session_client::Error),
+    #[error("cannot serve HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The session client for the configured mode: the session server (clustered), or a store in
+/// this process (local) that nothing else can see.
+pub fn session_client(settings: &Settings) -> Result<SessionClient, StartError> {
+    Ok(match settings.mode {
+        SessionMode::Clustered => SessionClient::connect_lazy(ClientConfig {
+            endpoints: settings.session_servers.clone(),
+            timeout: settings.session_timeout,
+        })?,
+        SessionMode::Local => {
+            let config = ServerConfig::default();
+            let engine = Engine::new(&config);
+            // Runs for the life of the process, like the store it sweeps.
+            engine.spawn_sweeper(
+                config.sweep_interval,
+                tokio_util::sync::CancellationToken::new(),
+            );
+            SessionClient::in_process(Arc::new(engine.service()))
+        }
+    })
+}
+
+/// Starts serving on `listener`; the returned server runs until stopped (SIGTERM/Ctrl-C
+/// included, handled by actix-web).
+pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartError> {
+    let catalog = Catalog::load(&settings.catalog)?;
+    let client = session_client(&settings)?;
+    let workers = settings.workers;
+    let session_config = SessionConfig {
+        secure: settings.secure_cookie,
+        ..SessionConfig::default()
+    };
+    let state = web::Data::new(AppState {
+        me: settings.public_port.to_string(),
+        live: Live::start(client.clone()),
+        catalog,
+        settings,
+    });
+    let mut server =
+        HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::FormConfig::default().error_handler(|err, _| {
+                    crate::error::CartError::BadForm(err.to_string()).into()
+                }))
+                .wrap(SessionMiddleware::with_config(
+                    client.clone(),
+                    session_config.clone(),
+                ))
+                .wrap(middleware::Logger::new("%s %r %Dms").exclude("/healthz"))
+                .configure(routes::configure)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(crate::error::CartError::NotFound)
+                }))
+        })
+        .shutdown_timeout(5);
+    if let Some(n) = workers {
+        server = server.workers(n);
+    }
+    Ok(server.listen(listener)?.run())
+}
