@@ -1,0 +1,185 @@
+//! A real session server and two real cart instances on ephemeral ports, and a browser-like
+//! HTTP client that keeps its session cookie.
+#![allow(dead_code)] // each test file uses a different part
+
+use cart::config::{SessionMode, Settings};
+use reqwest::{Client, StatusCode, header, redirect};
+use session_server::{config::ServerConfig, probe};
+use std::{net::SocketAddr, sync::{Arc, Mutex}, time::Duration};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+pub struct SessionServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), session_server::ServerError>>,
+}
+
+impl SessionServer {
+    pub async fn start() -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.expect("bind")).await
+    }
+
+    pub async fn start_on(grpc: TcpListener) -> Self {
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let addr = grpc.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(session_server::run(grpc, admin, ServerConfig::default(), async {
+            let _ = stopped.await;
+        }));
+        for _ in 0..500 {
+            if probe::check(&format!("http://{addr}"), Duration::from_millis(200)).await.is_ok() {
+                return Self { addr, stop: Some(stop), task };
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("session server never SERVING");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.task).await.expect("stops");
+    }
+}
+
+pub struct Instance {
+    pub port: u16,
+    pub base: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Instance {
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Two cart instances that know each other's port, like 9081 and 9082 in the tutorial.
+pub async fn start_pair(mode: SessionMode, session_server: &str) -> (Instance, Instance) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (pa, pb) = (a.local_addr().expect("addr").port(), b.local_addr().expect("addr").port());
+    (start(a, pa, pb, "goldenrod", mode, session_server).await, start(b, pb, pa, "darkseagreen", mode, session_server).await)
+}
+
+async fn start(listener: std::net::TcpListener, port: u16, peer: u16, color: &str, mode: SessionMode, session_server: &str) -> Instance {
+    let mut settings = Settings::for_port(port, peer);
+    settings.color = color.to_owned();
+    settings.mode = mode;
+    settings.session_servers = vec![session_server.to_owned()];
+    settings.session_timeout = Duration::from_millis(500);
+    settings.workers = Some(2);
+    let server = cart::startup::run(listener, settings).expect("cart starts");
+    let handle = server.handle();
+    tokio::spawn(server);
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = Client::new();
+    for _ in 0..500 {
+        if probe.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Instance { port, base, handle };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("cart on {port} never answered");
+}
+
+/// A browser: one cookie jar across both instances (same host, different ports share cookies),
+/// no automatic redirects so tests see the post/redirect/get.
+#[derive(Clone)]
+pub struct Browser {
+    http: Client,
+    cookie: Arc<Mutex<Option<String>>>,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub html: String,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
+}
+
+impl Page {
+    /// The page's text without tags, whitespace folded: what a reader sees.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in self.html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => {
+                    in_tag = false;
+                    out.push(' ');
+                }
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out.split_whitespace().collect::<Vec<_>>().join(" ").replace("&#38;", "&").replace("&#39;", "'").replace("&#34;", "\"")
+    }
+
+    pub fn csrf(&self) -> String {
+        let at = self.html.find("name=\"csrf\" value=\"").expect("page has a csrf field") + "name=\"csrf\" value=\"".len();
+        self.html[at..].split('"').next().expect("token").to_owned()
+    }
+
+    pub fn items_in_cart(&self) -> usize {
+        let text = self.text();
+        let at = text.find("Items in Cart: ").expect("box shows the count") + "Items in Cart: ".len();
+        text[at..].split(' ').next().expect("count").parse().expect("number")
+    }
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let http = Client::builder().redirect(redirect::Policy::none()).build().expect("client");
+        Self { http, cookie: Arc::new(Mutex::new(None)) }
+    }
+
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.lock().expect("lock").clone()
+    }
+
+    pub fn set_cookie(&self, value: Option<String>) {
+        *self.cookie.lock().expect("lock") = value;
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Page {
+        let req = match self.cookie() {
+            Some(c) => req.header(header::COOKIE, format!("sid={c}")),
+            None => req,
+        };
+        let resp = req.send().await.expect("request");
+        let set_cookie = resp.headers().get(header::SET_COOKIE).map(|v| v.to_str().expect("ascii").to_owned());
+        if let Some(sc) = &set_cookie {
+            let value = sc.split(';').next().and_then(|kv| kv.strip_prefix("sid=")).expect("sid").to_owned();
+            self.set_cookie((!value.is_empty()).then_some(value));
+        }
+        let location = resp.headers().get(header::LOCATION).map(|v| v.to_str().expect("ascii").to_owned());
+        Page { status: resp.status(), location, set_cookie, html: resp.text().await.expect("body") }
+    }
+
+    pub async fn get(&self, url: &str) -> Page {
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn post(&self, url: &str, form: &[(&str, &str)]) -> Page {
+        self.send(self.http.post(url).form(form)).await
+    }
+
+    /// Adds or removes through the page's form, the way a person would.
+    pub async fn submit(&self, instance: &Instance, item: &str, action: &str) -> Page {
+        let token = self.get(&format!("{}/Cart", instance.base)).await.csrf();
+        self.post(&format!("{}/Cart", instance.base), &[("item", item), ("submit", action), ("csrf", &token)]).await
+    }
+}
