@@ -5,7 +5,11 @@
 use cart::config::{SessionMode, Settings};
 use reqwest::{Client, StatusCode, header, redirect};
 use session_server::{config::ServerConfig, probe};
-use std::{net::SocketAddr, sync::{Arc, Mutex}, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub struct SessionServer {
@@ -23,12 +27,24 @@ impl SessionServer {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let addr = grpc.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(session_server::run(grpc, admin, ServerConfig::default(), async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(session_server::run(
+            grpc,
+            admin,
+            ServerConfig::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         for _ in 0..500 {
-            if probe::check(&format!("http://{addr}"), Duration::from_millis(200)).await.is_ok() {
-                return Self { addr, stop: Some(stop), task };
+            if probe::check(&format!("http://{addr}"), Duration::from_millis(200))
+                .await
+                .is_ok()
+            {
+                return Self {
+                    addr,
+                    stop: Some(stop),
+                    task,
+                };
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -43,7 +59,9 @@ impl SessionServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.task).await.expect("stops");
+        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+            .await
+            .expect("stops");
     }
 }
 
@@ -63,11 +81,24 @@ impl Instance {
 pub async fn start_pair(mode: SessionMode, session_server: &str) -> (Instance, Instance) {
     let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let (pa, pb) = (a.local_addr().expect("addr").port(), b.local_addr().expect("addr").port());
-    (start(a, pa, pb, "goldenrod", mode, session_server).await, start(b, pb, pa, "darkseagreen", mode, session_server).await)
+    let (pa, pb) = (
+        a.local_addr().expect("addr").port(),
+        b.local_addr().expect("addr").port(),
+    );
+    (
+        start(a, pa, pb, "goldenrod", mode, session_server).await,
+        start(b, pb, pa, "darkseagreen", mode, session_server).await,
+    )
 }
 
-async fn start(listener: std::net::TcpListener, port: u16, peer: u16, color: &str, mode: SessionMode, session_server: &str) -> Instance {
+async fn start(
+    listener: std::net::TcpListener,
+    port: u16,
+    peer: u16,
+    color: &str,
+    mode: SessionMode,
+    session_server: &str,
+) -> Instance {
     let mut settings = Settings::for_port(port, peer);
     settings.color = color.to_owned();
     settings.mode = mode;
@@ -80,7 +111,12 @@ async fn start(listener: std::net::TcpListener, port: u16, peer: u16, color: &st
     let base = format!("http://127.0.0.1:{port}");
     let probe = Client::new();
     for _ in 0..500 {
-        if probe.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if probe
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Instance { port, base, handle };
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -119,18 +155,33 @@ impl Page {
                 _ => {}
             }
         }
-        out.split_whitespace().collect::<Vec<_>>().join(" ").replace("&#38;", "&").replace("&#39;", "'").replace("&#34;", "\"")
+        out.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("&#38;", "&")
+            .replace("&#39;", "'")
+            .replace("&#34;", "\"")
     }
 
     pub fn csrf(&self) -> String {
-        let at = self.html.find("name=\"csrf\" value=\"").expect("page has a csrf field") + "name=\"csrf\" value=\"".len();
+        let at = self
+            .html
+            .find("name=\"csrf\" value=\"")
+            .expect("page has a csrf field")
+            + "name=\"csrf\" value=\"".len();
         self.html[at..].split('"').next().expect("token").to_owned()
     }
 
     pub fn items_in_cart(&self) -> usize {
         let text = self.text();
-        let at = text.find("Items in Cart: ").expect("box shows the count") + "Items in Cart: ".len();
-        text[at..].split(' ').next().expect("count").parse().expect("number")
+        let at =
+            text.find("Items in Cart: ").expect("box shows the count") + "Items in Cart: ".len();
+        text[at..]
+            .split(' ')
+            .next()
+            .expect("count")
+            .parse()
+            .expect("number")
     }
 }
 
@@ -142,8 +193,14 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Self {
-        let http = Client::builder().redirect(redirect::Policy::none()).build().expect("client");
-        Self { http, cookie: Arc::new(Mutex::new(None)) }
+        let http = Client::builder()
+            .redirect(redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            http,
+            cookie: Arc::new(Mutex::new(None)),
+        }
     }
 
     pub fn cookie(&self) -> Option<String> {
@@ -160,13 +217,29 @@ impl Browser {
             None => req,
         };
         let resp = req.send().await.expect("request");
-        let set_cookie = resp.headers().get(header::SET_COOKIE).map(|v| v.to_str().expect("ascii").to_owned());
+        let set_cookie = resp
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().expect("ascii").to_owned());
         if let Some(sc) = &set_cookie {
-            let value = sc.split(';').next().and_then(|kv| kv.strip_prefix("sid=")).expect("sid").to_owned();
+            let value = sc
+                .split(';')
+                .next()
+                .and_then(|kv| kv.strip_prefix("sid="))
+                .expect("sid")
+                .to_owned();
             self.set_cookie((!value.is_empty()).then_some(value));
         }
-        let location = resp.headers().get(header::LOCATION).map(|v| v.to_str().expect("ascii").to_owned());
-        Page { status: resp.status(), location, set_cookie, html: resp.text().await.expect("body") }
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        Page {
+            status: resp.status(),
+            location,
+            set_cookie,
+            html: resp.text().await.expect("body"),
+        }
     }
 
     pub async fn get(&self, url: &str) -> Page {
@@ -180,6 +253,10 @@ impl Browser {
     /// Adds or removes through the page's form, the way a person would.
     pub async fn submit(&self, instance: &Instance, item: &str, action: &str) -> Page {
         let token = self.get(&format!("{}/Cart", instance.base)).await.csrf();
-        self.post(&format!("{}/Cart", instance.base), &[("item", item), ("submit", action), ("csrf", &token)]).await
+        self.post(
+            &format!("{}/Cart", instance.base),
+            &[("item", item), ("submit", action), ("csrf", &token)],
+        )
+        .await
     }
 }

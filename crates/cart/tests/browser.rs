@@ -1,0 +1,286 @@
+//! The tutorial in a real browser: headless Chromium drives the sample started by the
+//! README's scripts, exactly as a newcomer would.
+//!
+//! Needs Debian's `chromium` package (or CHROME=/path/to/chrome). It fails, never skips, when
+//! Chromium is missing. With SCREENSHOTS=DIR it also saves the pictures of docs/tutorial.md.
+
+use headless_chrome::{
+    Browser, LaunchOptions, Tab, protocol::cdp::Page::CaptureScreenshotFormatOption,
+};
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROME") {
+        return path.into();
+    }
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            && out.status.success()
+        {
+            return String::from_utf8_lossy(&out.stdout).trim().into();
+        }
+    }
+    panic!(
+        "Chromium is needed for this test: install it with `apt-get install -y chromium` (or set CHROME=/path/to/chrome)"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The sample started by its scripts on free ports, stopped by its script even if the test fails.
+struct Sample {
+    env: Vec<(String, String)>,
+    ports: (u16, u16),
+}
+
+impl Sample {
+    fn start() -> Self {
+        let run_dir = std::env::temp_dir().join(format!("cart-e2e-{}", std::process::id()));
+        // Screenshots for the docs show the tutorial's own ports; tests use free ones.
+        let tutorial = std::env::var_os("SCREENSHOTS").is_some();
+        let port = |fixed: u16| if tutorial { fixed } else { free_port() };
+        let ports = (port(9081), port(9082));
+        let env = vec![
+            ("SAMPLE_RUN_DIR".into(), run_dir.display().to_string()),
+            ("SESSION_LISTEN".into(), format!("127.0.0.1:{}", port(9510))),
+            (
+                "SESSION_ADMIN_LISTEN".into(),
+                format!("127.0.0.1:{}", port(9540)),
+            ),
+            ("CART_PORT_1".into(), ports.0.to_string()),
+            ("CART_PORT_2".into(), ports.1.to_string()),
+        ];
+        let sample = Sample { env, ports };
+        sample.script("start-sample-server.sh");
+        sample.script("start-sample.sh");
+        sample
+    }
+
+    fn script(&self, name: &str) {
+        let path = Path::new(ROOT).join("bin").join(name);
+        // From another directory, as the scripts promise to work from anywhere.
+        let out = Command::new(&path)
+            .envs(self.env.iter().cloned())
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run script");
+        assert!(
+            out.status.success(),
+            "{name} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self, port: u16) -> String {
+        format!("http://127.0.0.1:{port}/Cart")
+    }
+}
+
+impl Drop for Sample {
+    fn drop(&mut self) {
+        self.script("stop-sample.sh");
+    }
+}
+
+fn launch() -> Browser {
+    let args: Vec<&OsStr> = [
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    .into_iter()
+    .map(OsStr::new)
+    .collect();
+    let options = LaunchOptions::default_builder()
+        .path(Some(chromium()))
+        .headless(true)
+        .sandbox(false)
+        .window_size(Some((1000, 1000)))
+        .args(args)
+        .idle_browser_timeout(Duration::from_secs(120))
+        .build()
+        .expect("launch options");
+    Browser::new(options).expect("Chromium starts")
+}
+
+fn js(tab: &Tab, expression: &str) -> serde_json::Value {
+    tab.evaluate(expression, false)
+        .expect("evaluate")
+        .value
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn text_of(tab: &Tab, selector: &str) -> String {
+    js(
+        tab,
+        &format!("document.querySelector({selector:?}).innerText"),
+    )
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+/// Polls until `check` holds (a navigation started by a click finishes on its own time).
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn url_has(tab: &Tab, part: &str) -> bool {
+    tab.get_url().contains(part) && js(tab, "document.readyState") == "complete"
+}
+
+fn screenshot(tab: &Tab, name: &str) {
+    if let Some(dir) = std::env::var_os("SCREENSHOTS") {
+        let png = tab
+            .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+            .expect("screenshot");
+        std::fs::write(Path::new(&dir).join(name), png).expect("save screenshot");
+    }
+}
+
+#[test]
+fn the_tutorial_in_a_real_browser() {
+    let sample = Sample::start();
+    let (first, second) = sample.ports;
+    let browser = launch();
+    let tab = browser.new_tab().expect("tab");
+
+    // Step 3: open the first server, pick "Twin peaks tapes", press add.
+    tab.navigate_to(&sample.url(first))
+        .expect("navigate")
+        .wait_until_navigated()
+        .expect("loaded");
+    assert_eq!(tab.get_title().expect("title"), "carts");
+    screenshot(&tab, "tutorial-1-empty.png");
+    js(
+        &tab,
+        "document.querySelector('select[name=item]').value = 'Twin peaks tapes'",
+    );
+    tab.find_element("input[type=submit][value=add]")
+        .expect("add button")
+        .click()
+        .expect("click");
+    wait_for("the cart to show the item", || {
+        text_of(&tab, "#cart").contains("Twin peaks tapes")
+    });
+    assert!(text_of(&tab, "#box").contains("Items in Cart: 1"));
+    assert_eq!(
+        js(
+            &tab,
+            "getComputedStyle(document.getElementById('box')).backgroundColor"
+        ),
+        "rgb(218, 165, 32)",
+        "goldenrod"
+    );
+    screenshot(&tab, "tutorial-2-added.png");
+
+    // Step 4: follow the link in the box to the other server: the cart is intact.
+    tab.find_element("#peer")
+        .expect("link")
+        .click()
+        .expect("click");
+    wait_for("the other server's page", || {
+        url_has(&tab, &format!(":{second}/Cart"))
+    });
+    assert!(text_of(&tab, "#cart").contains("Twin peaks tapes"));
+    let box_text = text_of(&tab, "#box");
+    assert!(
+        box_text.contains(&format!("Current Server: {second}"))
+            && box_text.contains("Items in Cart: 1"),
+        "{box_text}"
+    );
+    assert_eq!(
+        js(
+            &tab,
+            "getComputedStyle(document.getElementById('box')).backgroundColor"
+        ),
+        "rgb(143, 188, 143)",
+        "darkseagreen"
+    );
+    let border = js(
+        &tab,
+        "getComputedStyle(document.getElementById('box')).border",
+    );
+    assert_eq!(border, "3px solid rgb(128, 128, 128)");
+    screenshot(&tab, "tutorial-3-other-server.png");
+
+    // Browsing history: two products viewed here show under "Recently viewed" over there.
+    for id in ["nin-cd", "x-files"] {
+        tab.navigate_to(&format!("{}/products/{id}", sample.url(second)))
+            .expect("navigate")
+            .wait_until_navigated()
+            .expect("loaded");
+    }
+    screenshot(&tab, "tutorial-4-product.png");
+    tab.navigate_to(&sample.url(first))
+        .expect("navigate")
+        .wait_until_navigated()
+        .expect("loaded");
+    let recent = text_of(&tab, "#recent");
+    let (x, nin) = (
+        recent.find("X-files movie").expect("x-files listed"),
+        recent.find("NIN CD").expect("nin listed"),
+    );
+    assert!(x < nin, "newest first: {recent}");
+
+    // Live: this page (first server) shows a change made in another tab on the second server.
+    let refreshes_before = js(&tab, "window.liveRefreshes");
+    let other = browser.new_tab().expect("second tab");
+    other
+        .navigate_to(&sample.url(second))
+        .expect("navigate")
+        .wait_until_navigated()
+        .expect("loaded");
+    js(
+        &other,
+        "document.querySelector('select[name=item]').value = 'NIN CD'",
+    );
+    other
+        .find_element("input[type=submit][value=add]")
+        .expect("add")
+        .click()
+        .expect("click");
+    wait_for("the add to go through", || {
+        text_of(&other, "#box").contains("Items in Cart: 2")
+    });
+    let added_at = Instant::now();
+    loop {
+        if text_of(&tab, "#box").contains("Items in Cart: 2") {
+            break;
+        }
+        assert!(
+            added_at.elapsed() < Duration::from_secs(1),
+            "the open page did not update within a second"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(text_of(&tab, "#cart").contains("NIN CD"));
+    assert_ne!(
+        js(&tab, "window.liveRefreshes"),
+        refreshes_before,
+        "updated in place, without a reload"
+    );
+    screenshot(&tab, "tutorial-5-live.png");
+}
