@@ -42,8 +42,8 @@ use std::{
     },
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -159,9 +159,11 @@ pub async fn run(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(sessions)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-            grpc_stop.cancelled().await
-        });
+        // No Nagle delay: a response's frames must leave at once, not wait for an ACK.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            async move { grpc_stop.cancelled().await },
+        );
     let admin_stop = stop.clone();
     let admin_server = axum::serve(admin, admin_app)
         .with_graceful_shutdown(async move { admin_stop.cancelled().await });
