@@ -8,6 +8,9 @@ pub const FIRST_PORT: u16 = 9081;
 pub const SECOND_PORT: u16 = 9082;
 
 /// Where the catalogue lives in a checkout; containers point `--catalog` elsewhere.
+/// Sessions kept in an instance's near cache by default: a few MiB for carts like the sample's.
+pub const DEFAULT_NEAR_CACHE: usize = 100_000;
+
 pub const DEFAULT_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/cart");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +60,11 @@ pub struct CartArgs {
     #[arg(long, env = "CART_SECURE_COOKIE")]
     pub secure_cookie: bool,
 
+    /// Sessions this instance keeps in its near cache (clustered mode); 0 turns it off, so
+    /// every read goes to the session server.
+    #[arg(long, env = "CART_NEAR_CACHE", default_value_t = DEFAULT_NEAR_CACHE)]
+    pub near_cache: usize,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "CART_WORKERS")]
     pub workers: Option<usize>,
@@ -73,6 +81,7 @@ pub struct Settings {
     pub session_timeout: Duration,
     pub secure_cookie: Option<bool>,
     pub catalog: PathBuf,
+    pub near_cache: usize,
     pub workers: Option<usize>,
 }
 
@@ -104,6 +113,7 @@ impl CartArgs {
             session_timeout: self.session_timeout,
             secure_cookie: self.secure_cookie.then_some(true),
             catalog: self.catalog.clone(),
+            near_cache: self.near_cache,
             workers: self.workers,
         })
     }
@@ -126,6 +136,7 @@ impl Settings {
             session_timeout: DEFAULT_TIMEOUT,
             secure_cookie: None,
             catalog: DEFAULT_CATALOG.into(),
+            near_cache: DEFAULT_NEAR_CACHE,
             workers: None,
         }
     }

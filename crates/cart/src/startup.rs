@@ -44,10 +44,16 @@ pub enum StartError {
 /// this process (local) that nothing else can see.
 pub fn session_client(settings: &Settings) -> Result<SessionClient, StartError> {
     Ok(match settings.mode {
-        SessionMode::Clustered => SessionClient::connect_lazy(ClientConfig {
-            endpoints: settings.session_servers.clone(),
-            timeout: settings.session_timeout,
-        })?,
+        SessionMode::Clustered => {
+            let client = SessionClient::connect_lazy(ClientConfig {
+                endpoints: settings.session_servers.clone(),
+                timeout: settings.session_timeout,
+            })?;
+            match std::num::NonZeroUsize::new(settings.near_cache) {
+                Some(capacity) => client.with_near_cache(capacity),
+                None => client,
+            }
+        }
         SessionMode::Local => {
             let config = ServerConfig::default();
             let engine = Engine::new(&config);

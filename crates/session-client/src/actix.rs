@@ -5,6 +5,10 @@
 //! - Writes send only the operations the handler made, never the whole session.
 //! - The cookie is HttpOnly, SameSite=Lax, Path=/, and Secure when the request came over TLS
 //!   or when configured. A forged, unknown or expired cookie simply starts a new session.
+//! - A second cookie (`<name>_v`) carries the newest session version the browser has seen, so
+//!   that with a near cache ([`SessionClient::with_near_cache`]) an app server answers from its
+//!   cache only with a copy at least that new: a write on one server is always visible on the
+//!   next read on another.
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, get, web};
@@ -134,6 +138,11 @@ where
             .map(|c| c.value().to_owned())
             .filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE_LEN);
         let had_cookie = req.cookie(&config.cookie_name).is_some();
+        let version_cookie = format!("{}_v", config.cookie_name);
+        let min_version = req
+            .cookie(&version_cookie)
+            .and_then(|c| c.value().parse().ok())
+            .unwrap_or(0);
         let secure = config
             .secure
             .unwrap_or_else(|| req.connection_info().scheme() == "https");
@@ -142,6 +151,8 @@ where
             state: Rc::new(RefCell::new(State {
                 id: cookie_id,
                 had_cookie,
+                min_version,
+                seen_version: min_version,
                 changed: false,
                 cached: None,
                 idle_timeout: config.idle_timeout,
@@ -166,10 +177,14 @@ where
                 }
                 _ => None,
             };
-            if let Some(cookie) = cookie
-                && let Err(e) = res.response_mut().add_cookie(&cookie)
-            {
-                tracing::warn!(error = %e, "could not set the session cookie");
+            // The newest version this browser has now seen, for read-your-writes elsewhere.
+            let version = (state.id.is_some()
+                && (state.seen_version > state.min_version || state.changed))
+                .then(|| session_cookie(&version_cookie, state.seen_version.to_string(), secure));
+            for cookie in cookie.iter().chain(version.iter()) {
+                if let Err(e) = res.response_mut().add_cookie(cookie) {
+                    tracing::warn!(error = %e, "could not set the session cookie");
+                }
             }
             Ok(res)
         })
@@ -190,6 +205,10 @@ struct State {
     /// The session's id as far as this request knows; `None` when it has none (yet).
     id: Option<String>,
     had_cookie: bool,
+    /// The oldest version this request may be shown: the newest the browser has seen.
+    min_version: u64,
+    /// The newest version this request has seen.
+    seen_version: u64,
     /// The id changed during this request (created, rotated, invalidated): send a cookie.
     changed: bool,
     /// The session as last read or written during this request.
@@ -232,17 +251,19 @@ impl RequestSession {
     /// The session, read once per request; `None` when there is none (no cookie, or one
     /// naming an unknown, expired or invalidated session).
     pub async fn load(&self) -> Result<Option<Session>, Error> {
-        let (id, cached) = {
+        let (id, cached, min_version) = {
             let s = self.state.borrow();
-            (s.id.clone(), s.cached.clone())
+            (s.id.clone(), s.cached.clone(), s.min_version)
         };
         if cached.is_some() {
             return Ok(cached);
         }
         let Some(id) = id else { return Ok(None) };
-        match self.client.get(&id).await {
+        match self.client.get_fresh(&id, min_version).await {
             Ok(session) => {
-                self.state.borrow_mut().cached = Some(session.clone());
+                let mut s = self.state.borrow_mut();
+                s.seen_version = s.seen_version.max(session.info.version);
+                s.cached = Some(session.clone());
                 Ok(Some(session))
             }
             Err(Error::NotFound) => {
@@ -269,15 +290,19 @@ impl RequestSession {
     }
 
     async fn write(&self, ops: Ops, return_session: bool) -> Result<WriteResult, Error> {
-        let id = self.id();
-        if let Some(id) = id {
+        // With a near cache, the session after the write comes back in the same round trip
+        // and warms the cache for the request that follows (post/redirect/get).
+        let return_session = return_session || self.client.has_near_cache();
+        if let Some(id) = self.id() {
             match self
                 .client
                 .apply_with(&id, ops.clone(), return_session)
                 .await
             {
                 Ok(written) => {
-                    self.state.borrow_mut().cached = written.session.clone();
+                    let mut s = self.state.borrow_mut();
+                    s.seen_version = s.seen_version.max(written.info.version);
+                    s.cached = written.session.clone();
                     return Ok(written);
                 }
                 Err(Error::NotFound) => self.forget(&id),
@@ -295,6 +320,9 @@ impl RequestSession {
         let mut s = self.state.borrow_mut();
         s.id = Some(written.info.id.clone());
         s.changed = true;
+        // A new session's versions start again from 1.
+        s.min_version = 0;
+        s.seen_version = written.info.version;
         s.cached = written.session.clone();
         Ok(written)
     }
@@ -329,6 +357,8 @@ impl RequestSession {
             s.id = None;
             s.cached = None;
             s.changed = true;
+            s.min_version = 0;
+            s.seen_version = 0;
         }
     }
 }

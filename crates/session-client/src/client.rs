@@ -61,6 +61,8 @@ enum Transport {
 pub struct SessionClient {
     transport: Transport,
     timeout: Duration,
+    /// Set by [`SessionClient::with_near_cache`]; shared by every clone.
+    cache: Option<Arc<crate::cache::NearCache>>,
 }
 
 impl fmt::Debug for SessionClient {
@@ -130,7 +132,59 @@ impl SessionClient {
         Ok(Self {
             transport: Transport::Grpc(SessionServiceClient::new(channel)),
             timeout: config.timeout,
+            cache: None,
         })
+    }
+
+    /// Adds a near cache of up to `capacity` sessions, kept coherent by the watch stream
+    /// (see [`crate::cache`]). Reads through [`get_fresh`](Self::get_fresh) are then mostly
+    /// answered without a round trip. Needs a Tokio runtime (it starts the watch).
+    pub fn with_near_cache(mut self, capacity: std::num::NonZeroUsize) -> Self {
+        let cache = Arc::new(crate::cache::NearCache::new(capacity));
+        let uncached = Self {
+            cache: None,
+            ..self.clone()
+        };
+        crate::cache::NearCache::follow(Arc::downgrade(&cache), uncached);
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The session, at `min_version` or newer, from the near cache when it holds such a copy,
+    /// else from the server. Without a near cache, the same as [`get`](Self::get).
+    pub async fn get_fresh(&self, id: &str, min_version: u64) -> Result<Session, Error> {
+        let Some(cache) = &self.cache else {
+            return self.get(id).await;
+        };
+        let generation = match cache.lookup(id, min_version) {
+            crate::cache::Lookup::Hit { session, touch } => {
+                if touch {
+                    // Tell the server about the access, without making this request wait.
+                    let (client, id, version) = (self.clone(), id.to_owned(), session.info.version);
+                    tokio::spawn(async move {
+                        if let Err(Error::NotFound) = client.get_if_changed(&id, version).await
+                            && let Some(cache) = &client.cache
+                        {
+                            cache.forget(&id);
+                        }
+                    });
+                }
+                return Ok(session);
+            }
+            crate::cache::Lookup::Miss { generation } => generation,
+        };
+        match self.get(id).await {
+            Ok(session) => {
+                cache.store(&session, generation);
+                Ok(session)
+            }
+            Err(e) => {
+                if e == Error::NotFound {
+                    cache.forget(id);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// A client of a service in this process: same semantics, no network, nothing shared.
@@ -138,7 +192,13 @@ impl SessionClient {
         Self {
             transport: Transport::Local(service),
             timeout: DEFAULT_TIMEOUT,
+            cache: None,
         }
+    }
+
+    /// Whether reads can be answered by a near cache.
+    pub fn has_near_cache(&self) -> bool {
+        self.cache.is_some()
     }
 
     pub fn timeout(&self) -> Duration {
@@ -165,7 +225,14 @@ impl SessionClient {
             max_lifetime_ms: ms(max_lifetime),
             returning: returning(return_session),
         };
-        call!(self, create, req)?.try_into()
+        let generation = self.cache.as_ref().map(|c| c.generation());
+        let written: WriteResult = call!(self, create, req)?.try_into()?;
+        if let (Some(cache), Some(generation), Some(session)) =
+            (&self.cache, generation, &written.session)
+        {
+            cache.store(session, generation);
+        }
+        Ok(written)
     }
 
     /// The whole session.
@@ -215,12 +282,19 @@ impl SessionClient {
         ops: Ops,
         return_session: bool,
     ) -> Result<WriteResult, Error> {
+        let generation = self.cache.as_ref().map(|c| c.generation());
         let req = pb::ApplyRequest {
             id: id.to_owned(),
             operations: ops.ops,
             returning: returning(return_session),
         };
-        call!(self, apply, req)?.try_into()
+        let written: WriteResult = call!(self, apply, req)?.try_into()?;
+        if let (Some(cache), Some(generation), Some(session)) =
+            (&self.cache, generation, &written.session)
+        {
+            cache.store(session, generation);
+        }
+        Ok(written)
     }
 
     pub async fn invalidate(&self, id: &str) -> Result<(), Error> {

@@ -5,6 +5,8 @@
 //!   read-modify-write. Every call has a deadline (default 1 s); an unreachable server gives
 //!   [`Error::Unavailable`] within it, and the client reconnects by itself when it returns.
 //! - [`watch::subscribe`]: every session's events, resumed across reconnects.
+//! - [`cache`]: an optional near cache kept coherent by those events
+//!   ([`SessionClient::with_near_cache`]), with read-your-writes across app servers.
 //! - [`actix`] (feature `actix`, on by default): middleware and extractor for actix-web.
 //!
 //! Values are bytes with a content type; the JSON helpers (`set_json`, `get_json`, ...) are
@@ -12,6 +14,7 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod value;

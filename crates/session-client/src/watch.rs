@@ -17,8 +17,8 @@ const CHANNEL_CAPACITY: usize = 4096;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     Event(pb::Event),
-    /// Events may have been missed (first connection, server restart, fell behind): drop
-    /// caches built from earlier events.
+    /// (Re)connected: events may have been missed (first connection, reconnect, server
+    /// restart, fell behind), so caches built from earlier events must be dropped.
     Reset,
     /// The server cannot be reached; reconnecting.
     Disconnected,
@@ -49,9 +49,8 @@ async fn follow(client: SessionClient, tx: broadcast::Sender<Update>) {
                             connected = true;
                             epoch = hello.server_epoch;
                             after = hello.next_seq.saturating_sub(1);
-                            if hello.resumed {
-                                continue;
-                            }
+                            // Even a resumed stream says Reset: whoever listens dropped its
+                            // caches on Disconnected and may trust them again from here.
                             Update::Reset
                         }
                         Kind::Event(event) => {

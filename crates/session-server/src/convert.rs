@@ -8,6 +8,7 @@ use crate::{
         StoreError, Value, WriteOutcome,
     },
 };
+use bytes::Bytes;
 use prost::Message;
 use session_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -41,6 +42,12 @@ fn check_content_type(ct: &str) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// Decoded `bytes` fields are slices of the whole receive buffer; a stored value must own
+/// exactly its bytes, or each small value would pin a large network buffer in memory.
+fn owned(b: Bytes) -> Bytes {
+    Bytes::copy_from_slice(&b)
+}
+
 impl TryFrom<pb::Value> for Value {
     type Error = InvalidInput;
 
@@ -49,11 +56,11 @@ impl TryFrom<pb::Value> for Value {
         Ok(match v.kind {
             Some(pb::value::Kind::Bytes(data)) => Value::Bytes {
                 content_type: v.content_type,
-                data,
+                data: owned(data),
             },
             Some(pb::value::Kind::List(list)) => Value::List {
                 content_type: v.content_type,
-                items: list.items,
+                items: list.items.into_iter().map(owned).collect(),
             },
             Some(pb::value::Kind::Counter(c)) => Value::Counter(c),
             None => {
@@ -111,7 +118,7 @@ impl TryFrom<pb::Operation> for Operation {
             Some(Kind::ListPush(p)) => {
                 check_content_type(&p.content_type)?;
                 OpKind::ListPush {
-                    item: p.item,
+                    item: owned(p.item),
                     content_type: p.content_type,
                     max_len: (p.max_len > 0).then_some(p.max_len),
                 }
@@ -126,7 +133,7 @@ impl TryFrom<pb::Operation> for Operation {
                     )));
                 }
                 OpKind::RecentPush {
-                    item: p.item,
+                    item: owned(p.item),
                     content_type: p.content_type,
                     keep: p.keep,
                 }

@@ -25,6 +25,24 @@ struct CartPage<'a> {
     notice: Option<&'static str>,
 }
 
+/// The cart page's HTML. Public so that other session backends (the benchmark's actix-session
+/// variant) render exactly the same page.
+pub fn render_page(
+    frame: Frame,
+    lines: Vec<LineView>,
+    products: &[Product],
+    notice: Option<&'static str>,
+) -> Result<String, CartError> {
+    CartPage {
+        frame,
+        lines,
+        products,
+        notice,
+    }
+    .render()
+    .map_err(|e| CartError::Internal(e.to_string()))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Notice {
     notice: Option<String>,

@@ -7,7 +7,7 @@ mod products;
 
 use actix_web::{HttpResponse, http::header, web};
 
-pub use cart::LIVE_REFRESH_HEADER;
+pub use cart::{LIVE_REFRESH_HEADER, LineView, render_page};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(

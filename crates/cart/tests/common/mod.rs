@@ -129,7 +129,8 @@ async fn start(
 #[derive(Clone)]
 pub struct Browser {
     http: Client,
-    cookie: Arc<Mutex<Option<String>>>,
+    /// Cookie name to value, as a browser's jar for 127.0.0.1 (shared by both ports).
+    jar: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 pub struct Page {
@@ -199,36 +200,60 @@ impl Browser {
             .expect("client");
         Self {
             http,
-            cookie: Arc::new(Mutex::new(None)),
+            jar: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
+    /// The session cookie's value.
     pub fn cookie(&self) -> Option<String> {
-        self.cookie.lock().expect("lock").clone()
+        self.jar
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(n, _)| n == "sid")
+            .map(|(_, v)| v.clone())
     }
 
     pub fn set_cookie(&self, value: Option<String>) {
-        *self.cookie.lock().expect("lock") = value;
+        self.store("sid", value);
+    }
+
+    fn store(&self, name: &str, value: Option<String>) {
+        let mut jar = self.jar.lock().expect("lock");
+        jar.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            jar.push((name.to_owned(), v));
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Page {
-        let req = match self.cookie() {
-            Some(c) => req.header(header::COOKIE, format!("sid={c}")),
-            None => req,
+        let cookies = self
+            .jar
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let req = if cookies.is_empty() {
+            req
+        } else {
+            req.header(header::COOKIE, cookies)
         };
         let resp = req.send().await.expect("request");
-        let set_cookie = resp
-            .headers()
-            .get(header::SET_COOKIE)
-            .map(|v| v.to_str().expect("ascii").to_owned());
-        if let Some(sc) = &set_cookie {
-            let value = sc
+        let mut set_cookie = None;
+        for sc in resp.headers().get_all(header::SET_COOKIE) {
+            let sc = sc.to_str().expect("ascii").to_owned();
+            let (name, value) = sc
                 .split(';')
                 .next()
-                .and_then(|kv| kv.strip_prefix("sid="))
-                .expect("sid")
-                .to_owned();
-            self.set_cookie((!value.is_empty()).then_some(value));
+                .and_then(|kv| kv.split_once('='))
+                .expect("name=value");
+            let removed = value.is_empty() || sc.contains("Max-Age=0");
+            self.store(name, (!removed).then(|| value.to_owned()));
+            if name == "sid" {
+                set_cookie = Some(sc.clone());
+            }
         }
         let location = resp
             .headers()

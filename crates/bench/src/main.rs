@@ -1,0 +1,230 @@
+//! `bench`: measures the cart and the session service side by side with what an actix-web
+//! user would pick instead (actix-session with Redis) and with in-process sessions, in one run,
+//! and prints (and with `--write`, records in docs/performance.md) the figures and ratios.
+//!
+//! ```sh
+//! cargo run --release -p bench -- --quick      # under a minute, figures only (CI smoke test)
+//! cargo run --release -p bench -- --write      # the full run that docs/performance.md reports
+//! ```
+
+mod load;
+mod procs;
+mod redis_cart;
+mod report;
+mod scenarios;
+
+use clap::{Parser, Subcommand};
+use report::{Comparison, Report, Row};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+#[derive(Debug, Parser)]
+#[command(about = "Side-by-side benchmark of clustered sessions.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Short runs and small data: a smoke test that finishes in under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per measurement (default 10, or 2 with --quick).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Concurrent HTTP connections, each with its own session.
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Sessions for the memory and scale measurements (default 1,000,000, or 50,000 with --quick).
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Write the results into docs/performance.md and docs/images/performance.svg.
+    #[arg(long)]
+    write: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The actix-session + Redis variant of the cart page (started by the benchmark itself).
+    #[command(hide = true)]
+    RedisCart {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        redis: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::RedisCart { listen, redis }) = cli.command {
+        let catalog = std::path::Path::new(procs::ROOT).join("samples/cart");
+        return actix_web::rt::System::new()
+            .block_on(redis_cart::serve(listen, redis, catalog, 9082));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let duration = cli
+        .duration
+        .unwrap_or(Duration::from_secs(if cli.quick { 2 } else { 10 }));
+    let big = cli
+        .sessions
+        .unwrap_or(if cli.quick { 50_000 } else { 1_000_000 });
+    let small = 10_000.min(big);
+    eprintln!("building release binaries...");
+    procs::build_release()?;
+    let mut report = Report::new(duration, cli.connections);
+
+    // 1 and 2: the cart page and the add, three ways.
+    let redis = procs::redis_server()?;
+    let server = procs::session_server("4GiB")?;
+    let local = procs::cart("local", None)?;
+    let clustered = procs::cart("clustered", Some(server.addr))?;
+    let with_redis = procs::redis_cart(redis.addr)?;
+    for (posts, scenario) in [
+        (false, "GET /Cart (10-item cart)"),
+        (true, "POST /Cart (add/remove, CSRF)"),
+    ] {
+        for app in [&local, &clustered, &with_redis] {
+            eprintln!("{scenario}: {}...", app.name);
+            let m = scenarios::cart_load(app, cli.connections, duration, posts).await?;
+            report
+                .rows
+                .push(Row::new(scenario, &app.name, cli.connections, &m));
+        }
+    }
+    let view = |name: &str| report.rps("GET /Cart (10-item cart)", name);
+    let post = |name: &str| report.rps("POST /Cart (add/remove, CSRF)", name);
+    let comparisons = vec![
+        Comparison::at_least(
+            "1. page view: clustered / local",
+            view("cart (clustered)"),
+            view("cart (local)"),
+            0.8,
+        ),
+        Comparison::at_least(
+            "1. page view: clustered / actix-session + Redis",
+            view("cart (clustered)"),
+            view("cart (actix-session + Redis)"),
+            1.3,
+        ),
+        Comparison::at_least(
+            "2. add: clustered / actix-session + Redis",
+            post("cart (clustered)"),
+            post("cart (actix-session + Redis)"),
+            1.0,
+        ),
+    ];
+    report.comparisons.extend(comparisons);
+    drop((local, clustered, with_redis, server));
+
+    // 3: raw operations, no client cache, 10k sessions of 1 KB.
+    let server = procs::session_server("4GiB")?;
+    eprintln!("creating {small} sessions of 1 KB...");
+    let ids = Arc::new(scenarios::create_sessions(server.addr, small).await?);
+    scenarios::redis_load(redis.addr, small).await?;
+    for concurrency in [1, 64] {
+        eprintln!("session operations at concurrency {concurrency}...");
+        let ours = scenarios::ours(server.addr, &ids, concurrency, duration).await?;
+        let theirs = scenarios::redis_ops(redis.addr, small, concurrency, duration).await?;
+        let label = |op: &str| format!("{op} (c={concurrency}, {small} sessions)");
+        report.rows.push(Row::new(
+            &label("get"),
+            "session-server",
+            concurrency,
+            &ours.get,
+        ));
+        report.rows.push(Row::new(
+            &label("get"),
+            "Redis HGETALL",
+            concurrency,
+            &theirs.get,
+        ));
+        report.rows.push(Row::new(
+            &label("apply"),
+            "session-server",
+            concurrency,
+            &ours.apply,
+        ));
+        report.rows.push(Row::new(
+            &label("apply"),
+            "Redis HSET",
+            concurrency,
+            &theirs.apply,
+        ));
+        report.comparisons.push(Comparison::at_least(
+            &format!("3. get throughput c={concurrency}: ours / Redis"),
+            ours.get.per_second(),
+            theirs.get.per_second(),
+            1.0,
+        ));
+        report.comparisons.push(Comparison::at_least(
+            &format!("3. apply throughput c={concurrency}: ours / Redis"),
+            ours.apply.per_second(),
+            theirs.apply.per_second(),
+            1.0,
+        ));
+        if concurrency == 1 {
+            report.comparisons.push(Comparison::at_most(
+                "3. get p50 c=1: ours / Redis",
+                ours.get.p50_us() as f64,
+                theirs.get.p50_us() as f64,
+                1.2,
+            ));
+            report.small_get = Some(ours.get);
+        }
+    }
+
+    // 4 and 5: memory at `big` sessions, and get latency there against `small`.
+    eprintln!("creating {big} sessions of 1 KB (memory and scale)...");
+    let more = scenarios::create_sessions(server.addr, big - small).await?;
+    let mut all = Arc::try_unwrap(ids).unwrap_or_else(|a| (*a).clone());
+    all.extend(more);
+    let all = Arc::new(all);
+    let rss = server.rss_bytes()?;
+    scenarios::redis_load(redis.addr, big).await?;
+    let redis_mem = scenarios::redis_used_memory(redis.addr).await?;
+    let payload = (big * 1024) as f64;
+    report.memory = Some((big, rss, redis_mem));
+    report.comparisons.push(Comparison::at_most(
+        &format!("4. memory: server RSS / payload ({big} x 1 KB)"),
+        rss as f64,
+        payload,
+        1.3,
+    ));
+    report.comparisons.push(Comparison::at_most(
+        "4. memory: server RSS / Redis used_memory",
+        rss as f64,
+        redis_mem as f64,
+        1.0,
+    ));
+    let at_big = scenarios::ours(server.addr, &all, 1, duration).await?.get;
+    report.rows.push(Row::new(
+        &format!("get (c=1, {big} sessions)"),
+        "session-server",
+        1,
+        &at_big,
+    ));
+    if let Some(at_small) = &report.small_get {
+        report.comparisons.push(Comparison::at_most(
+            &format!("5. get p50 at {big} / at {small}"),
+            at_big.p50_us() as f64,
+            at_small.p50_us() as f64,
+            1.1,
+        ));
+        report.comparisons.push(Comparison::at_most(
+            &format!("5. get p99 at {big} / at {small}"),
+            at_big.p99_us() as f64,
+            at_small.p99_us() as f64,
+            1.1,
+        ));
+    }
+
+    print!("{}", report.text());
+    if cli.write {
+        report.write()?;
+        eprintln!("wrote docs/performance.md and docs/images/performance.svg");
+    }
+    Ok(())
+}

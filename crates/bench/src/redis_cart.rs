@@ -1,0 +1,168 @@
+//! The comparison app: the same cart page, with sessions kept by actix-session in Redis, which
+//! is what an actix-web user picks today for shared sessions. It does what the cart does per
+//! request (CSRF token, last server, cart lines, history) and renders the very same template.
+
+use actix_session::{Session, SessionMiddleware, storage::RedisSessionStore};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, cookie::Key, http::header, web};
+use cart::{
+    catalog::Catalog,
+    page::{Frame, Panel},
+    routes::{LineView, render_page},
+    shopper::MAX_CART_ITEMS,
+};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+struct State {
+    catalog: Catalog,
+    me: u16,
+    peer: u16,
+}
+
+pub async fn serve(
+    listen: SocketAddr,
+    redis_url: String,
+    catalog: std::path::PathBuf,
+    peer: u16,
+) -> anyhow::Result<()> {
+    let store = RedisSessionStore::new(redis_url).await?;
+    let key = Key::generate();
+    let state = web::Data::new(State {
+        catalog: Catalog::load(&catalog)?,
+        me: listen.port(),
+        peer,
+    });
+    HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(
+                SessionMiddleware::builder(store.clone(), key.clone())
+                    .cookie_name("sid".into())
+                    .cookie_secure(false)
+                    .build(),
+            )
+            .route("/Cart", web::get().to(view))
+            .route("/Cart", web::post().to(change))
+    })
+    .bind(listen)?
+    .run()
+    .await?;
+    Ok(())
+}
+
+fn err(e: impl std::fmt::Display) -> actix_web::Error {
+    actix_web::error::ErrorInternalServerError(e.to_string())
+}
+
+async fn view(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<State>,
+) -> actix_web::Result<HttpResponse> {
+    let csrf = match session.get::<String>("csrf").map_err(err)? {
+        Some(t) => t,
+        None => {
+            let t = format!("{:032x}", rand::random::<u128>());
+            session.insert("csrf", &t).map_err(err)?;
+            t
+        }
+    };
+    let last: Option<u16> = session.get("last_server").map_err(err)?;
+    if last != Some(state.me) {
+        session.insert("last_server", state.me).map_err(err)?;
+        if last.is_some() {
+            let hops: i64 = session.get("hops").map_err(err)?.unwrap_or(0);
+            session.insert("hops", hops + 1).map_err(err)?;
+        }
+    }
+    let units: Vec<String> = session.get("cart").map_err(err)?.unwrap_or_default();
+    let history: Vec<String> = session.get("history").map_err(err)?.unwrap_or_default();
+    let mut lines: Vec<LineView> = Vec::new();
+    for name in &units {
+        match lines.iter_mut().find(|l| &l.name == name) {
+            Some(l) => l.quantity += 1,
+            None => lines.push(LineView {
+                id: state
+                    .catalog
+                    .by_name(name)
+                    .map(|p| p.id.clone())
+                    .unwrap_or_default(),
+                name: name.clone(),
+                quantity: 1,
+            }),
+        }
+    }
+    let info = req.connection_info();
+    let frame = Frame {
+        port: state.me,
+        peer_port: state.peer,
+        peer_url: format!(
+            "{}://{}:{}/Cart",
+            info.scheme(),
+            info.host().split(':').next().unwrap_or("localhost"),
+            state.peer
+        ),
+        color: "goldenrod".into(),
+        clustered: true,
+        total: units.len(),
+        history: history
+            .iter()
+            .filter_map(|id| state.catalog.by_id(id).cloned())
+            .collect(),
+        panel: Some(Panel {
+            id_prefix: "--------".into(),
+            created: String::new(),
+            last_access: String::new(),
+            version: 0,
+            last_server: state.me.to_string(),
+            hops: session.get("hops").map_err(err)?.unwrap_or(0),
+        }),
+        csrf,
+    };
+    let html = render_page(frame, lines, state.catalog.products(), None).map_err(err)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html))
+}
+
+#[derive(Deserialize)]
+struct Form {
+    item: Option<String>,
+    submit: Option<String>,
+    csrf: Option<String>,
+}
+
+async fn change(
+    session: Session,
+    state: web::Data<State>,
+    form: web::Form<Form>,
+) -> actix_web::Result<HttpResponse> {
+    let expected: Option<String> = session.get("csrf").map_err(err)?;
+    if expected.is_none() || expected != form.csrf {
+        return Ok(HttpResponse::Forbidden().finish());
+    }
+    let name = form.item.clone().unwrap_or_default();
+    if state.catalog.by_name(&name).is_none() {
+        return Ok(HttpResponse::BadRequest().finish());
+    }
+    let mut units: Vec<String> = session.get("cart").map_err(err)?.unwrap_or_default();
+    match form.submit.as_deref() {
+        Some("add") if units.len() < MAX_CART_ITEMS as usize => units.push(name),
+        Some("add") => {
+            return Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/Cart?notice=full"))
+                .finish());
+        }
+        Some("remove") => {
+            if let Some(at) = units.iter().position(|u| *u == name) {
+                units.remove(at);
+            }
+        }
+        _ => return Ok(HttpResponse::BadRequest().finish()),
+    }
+    session.insert("cart", units).map_err(err)?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/Cart"))
+        .finish())
+}

@@ -1,0 +1,291 @@
+//! The measurements: cart pages over HTTP, raw session operations, memory, and scale.
+
+use crate::{
+    load::{self, Conn, Measured},
+    procs::Proc,
+};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use redis::AsyncCommands;
+use session_client::{ClientConfig, Ops, SessionClient};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// Items put in each cart before page views are measured.
+pub const CART_ITEMS: usize = 10;
+const ITEMS: [&str; 5] = [
+    "NIN CD",
+    "JSP Book",
+    "Love life",
+    "X-files movie",
+    "Twin peaks tapes",
+];
+
+/// One browser's session on a cart app: its cookie and form token.
+struct Shopper {
+    cookie: String,
+    csrf: String,
+}
+
+async fn shopper(addr: SocketAddr) -> anyhow::Result<(Conn, Shopper)> {
+    let mut conn = Conn::open(addr).await?;
+    let first = conn.send(&load::get("/Cart", "")).await?;
+    let cookie = first
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .context("the first visit sets a cookie")?
+        .to_owned();
+    let html = first.text();
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .context("the page has a token")?
+        + "name=\"csrf\" value=\"".len();
+    let csrf = html[at..].split('"').next().unwrap_or_default().to_owned();
+    Ok((conn, Shopper { cookie, csrf }))
+}
+
+fn form(item: &str, action: &str, csrf: &str) -> String {
+    format!(
+        "item={}&submit={action}&csrf={csrf}",
+        item.replace(' ', "+").replace('&', "%26")
+    )
+}
+
+/// `connections` browsers, each with its own session holding a 10-item cart, then `GET /Cart`
+/// (or add/remove posts) for `duration`.
+pub async fn cart_load(
+    app: &Proc,
+    connections: usize,
+    duration: Duration,
+    posts: bool,
+) -> anyhow::Result<Measured> {
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        let (mut conn, s) = shopper(app.addr).await?;
+        for i in 0..CART_ITEMS {
+            let r = conn
+                .send(&load::post_form(
+                    "/Cart",
+                    &s.cookie,
+                    &form(ITEMS[i % ITEMS.len()], "add", &s.csrf),
+                ))
+                .await?;
+            if r.status != 303 {
+                bail!("{}: setting up the cart got {}", app.name, r.status);
+            }
+        }
+        let requests = if posts {
+            vec![
+                load::post_form("/Cart", &s.cookie, &form("NIN CD", "add", &s.csrf)),
+                load::post_form("/Cart", &s.cookie, &form("NIN CD", "remove", &s.csrf)),
+            ]
+        } else {
+            let page = conn.send(&load::get("/Cart", &s.cookie)).await?;
+            if !page
+                .text()
+                .contains(&format!("Items in Cart: <b id=\"count\">{CART_ITEMS}</b>"))
+            {
+                bail!(
+                    "{}: the cart page does not show {CART_ITEMS} items",
+                    app.name
+                );
+            }
+            vec![load::get("/Cart", &s.cookie)]
+        };
+        conns.push((conn, requests));
+    }
+    Ok(load::run(conns, if posts { 303 } else { 200 }, duration).await)
+}
+
+/// A 1 KB value, as the sessions of the raw comparison hold.
+pub fn payload() -> Bytes {
+    Bytes::from(vec![b'x'; 1024])
+}
+
+/// Raw operations: get or apply on random sessions among `sessions`, from `concurrency` callers.
+pub struct OpsResult {
+    pub get: Measured,
+    pub apply: Measured,
+}
+
+pub async fn ours(
+    server: SocketAddr,
+    ids: &Arc<Vec<String>>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<OpsResult> {
+    let client = SessionClient::connect_lazy(ClientConfig {
+        endpoints: vec![format!("http://{server}")],
+        timeout: Duration::from_secs(5),
+    })?;
+    let get = drive(concurrency, duration, {
+        let (client, ids) = (client.clone(), Arc::clone(ids));
+        move |i| {
+            let (client, id) = (client.clone(), ids[i % ids.len()].clone());
+            async move { client.get(&id).await.map(drop).map_err(anyhow::Error::from) }
+        }
+    })
+    .await;
+    let apply = drive(concurrency, duration, {
+        let (client, ids) = (client.clone(), Arc::clone(ids));
+        move |i| {
+            let (client, id) = (client.clone(), ids[i % ids.len()].clone());
+            async move {
+                client
+                    .apply(
+                        &id,
+                        Ops::new().set_bytes("data", "application/octet-stream", payload(), None),
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(anyhow::Error::from)
+            }
+        }
+    })
+    .await;
+    Ok(OpsResult { get, apply })
+}
+
+pub async fn create_sessions(server: SocketAddr, n: usize) -> anyhow::Result<Vec<String>> {
+    let client = SessionClient::connect_lazy(ClientConfig {
+        endpoints: vec![format!("http://{server}")],
+        timeout: Duration::from_secs(10),
+    })?;
+    let mut ids = Vec::with_capacity(n);
+    let batch = 64;
+    for chunk in 0..n.div_ceil(batch) {
+        let creates = (0..batch.min(n - chunk * batch)).map(|_| {
+            let client = client.clone();
+            async move {
+                client
+                    .create(Ops::new().set_bytes(
+                        "data",
+                        "application/octet-stream",
+                        payload(),
+                        None,
+                    ))
+                    .await
+            }
+        });
+        for created in futures_util::future::join_all(creates).await {
+            ids.push(created?.info.id);
+        }
+    }
+    Ok(ids)
+}
+
+pub async fn redis_load(redis: SocketAddr, n: usize) -> anyhow::Result<()> {
+    let client = redis::Client::open(format!("redis://{redis}"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.hset(format!("s:{i}"), "data", payload().as_ref())
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn redis_used_memory(redis: SocketAddr) -> anyhow::Result<u64> {
+    let client = redis::Client::open(format!("redis://{redis}"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("used_memory in INFO")
+}
+
+/// HGETALL / HSET on random hashes, one connection per caller (no pipelining).
+pub async fn redis_ops(
+    redis: SocketAddr,
+    n: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<OpsResult> {
+    let client = redis::Client::open(format!("redis://{redis}"))?;
+    let mut conns = Vec::new();
+    for _ in 0..concurrency {
+        conns.push(client.get_multiplexed_async_connection().await?);
+    }
+    let conns = Arc::new(conns);
+    let get = drive(concurrency, duration, {
+        let conns = Arc::clone(&conns);
+        move |i| {
+            let mut conn = conns[i % conns.len()].clone();
+            async move {
+                let _: std::collections::HashMap<String, Vec<u8>> =
+                    conn.hgetall(format!("s:{}", (i * 7919) % n)).await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+    let apply = drive(concurrency, duration, {
+        let conns = Arc::clone(&conns);
+        move |i| {
+            let mut conn = conns[i % conns.len()].clone();
+            async move {
+                let () = conn
+                    .hset(format!("s:{}", (i * 7919) % n), "data", payload().as_ref())
+                    .await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+    Ok(OpsResult { get, apply })
+}
+
+/// Runs `op(i)` from `concurrency` callers, each waiting for its answer before the next
+/// (caller c issues i = c, c + concurrency, ...), for `duration`.
+async fn drive<F, Fut>(concurrency: usize, duration: Duration, op: F) -> Measured
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks = (0..concurrency).map(|c| {
+        let op = op.clone();
+        tokio::spawn(async move {
+            let mut hist: Histogram<u64> = load::histogram();
+            let (mut ok, mut errors, mut i) = (0u64, 0u64, c);
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match op(i).await {
+                    Ok(()) => {
+                        ok += 1;
+                        let _ = hist.record(t0.elapsed().as_micros() as u64);
+                    }
+                    Err(_) => errors += 1,
+                }
+                i += concurrency;
+            }
+            (ok, errors, hist)
+        })
+    });
+    let mut total = Measured {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency: load::histogram(),
+    };
+    for done in futures_util::future::join_all(tasks).await {
+        let (ok, errors, hist) = done.expect("task");
+        total.requests += ok;
+        total.errors += errors;
+        let _ = total.latency.add(hist);
+    }
+    total.elapsed = started.elapsed();
+    total
+}

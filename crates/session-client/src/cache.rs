@@ -1,0 +1,200 @@
+//! The near cache: sessions an app server read or wrote recently, kept coherent by the
+//! session server's watch stream, so that most reads need no round trip.
+//!
+//! Coherence rests on three rules:
+//! - Every change event drops the copy it makes stale. An event for a session that is not
+//!   cached leaves a version "tombstone", so a read that raced with the event cannot store
+//!   the older copy afterwards.
+//! - While the watch stream is down nothing is cached, and every (re)connect clears the cache
+//!   (`Update::Reset`): whatever happened meanwhile is unknown, so nothing survives a rejoin.
+//! - A caller states the oldest version it accepts (the actix integration carries the newest
+//!   version a browser has seen in a cookie), so a write on one app server followed by a read
+//!   on another is never answered with an older copy (read-your-writes, monotonic reads),
+//!   even before that server has heard of the write.
+//!
+//! Reads served here still tell the server about the access, in the background and at most
+//! every [`TOUCH_INTERVAL`], so idle timeouts keep counting real use; and a copy whose own
+//! timeouts have passed is never served.
+
+use crate::{
+    SessionClient,
+    value::Session,
+    watch::{self, Update},
+};
+use lru::LruCache;
+use session_proto::v1::EventKind;
+use std::{
+    num::NonZeroUsize,
+    sync::{
+        Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+/// How often at most a session read from the cache is reported to the server as accessed.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Entry {
+    /// `None`: only a tombstone.
+    session: Option<Session>,
+    /// The newest version the watch stream announced for this session.
+    known_version: u64,
+    /// When the server last saw an access, as far as this cache knows.
+    server_access: SystemTime,
+    last_touch: Instant,
+}
+
+#[derive(Debug)]
+pub struct NearCache {
+    entries: Mutex<LruCache<String, Entry>>,
+    /// True while the watch stream is connected: only then can copies be trusted.
+    live: AtomicBool,
+    /// Bumped by every clear, so a read that started before one cannot store after it.
+    generation: AtomicU64,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    Hit { session: Session, touch: bool },
+    Miss { generation: u64 },
+}
+
+impl NearCache {
+    pub(crate) fn new(capacity: NonZeroUsize) -> Self {
+        Self {
+            entries: Mutex::new(LruCache::new(capacity)),
+            live: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, LruCache<String, Entry>> {
+        // A panic while holding the lock cannot leave an entry half-written: recover the map.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn lookup(&self, id: &str, min_version: u64) -> Lookup {
+        let generation = self.generation.load(Ordering::Acquire);
+        if !self.live.load(Ordering::Acquire) {
+            return Lookup::Miss { generation };
+        }
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(id) else {
+            return Lookup::Miss { generation };
+        };
+        let Some(session) = &entry.session else {
+            return Lookup::Miss { generation };
+        };
+        let info = &session.info;
+        let deadline =
+            (entry.server_access + info.idle_timeout).min(info.created_at + info.max_lifetime);
+        if info.version < min_version.max(entry.known_version) || SystemTime::now() >= deadline {
+            return Lookup::Miss { generation };
+        }
+        let touch = entry.last_touch.elapsed() >= TOUCH_INTERVAL;
+        if touch {
+            entry.last_touch = Instant::now();
+            entry.server_access = SystemTime::now();
+        }
+        Lookup::Hit {
+            session: session.clone(),
+            touch,
+        }
+    }
+
+    /// Keeps a copy read or written at `generation`, unless something newer is known.
+    pub(crate) fn store(&self, session: &Session, generation: u64) {
+        if !self.live.load(Ordering::Acquire)
+            || self.generation.load(Ordering::Acquire) != generation
+        {
+            return;
+        }
+        let mut entries = self.entries();
+        let known = entries
+            .peek(&session.info.id)
+            .map_or(0, |e| e.known_version);
+        if session.info.version < known {
+            return;
+        }
+        entries.put(
+            session.info.id.clone(),
+            Entry {
+                session: Some(session.clone()),
+                known_version: known,
+                server_access: session.info.last_access,
+                last_touch: Instant::now(),
+            },
+        );
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.entries().pop(id);
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn on_event(&self, event: &session_proto::v1::Event) {
+        let mut entries = self.entries();
+        match event.kind() {
+            EventKind::Changed | EventKind::Created => {
+                let stale = entries.get_mut(&event.session_id);
+                match stale {
+                    Some(entry) => {
+                        entry.known_version = entry.known_version.max(event.version);
+                        if entry
+                            .session
+                            .as_ref()
+                            .is_some_and(|s| s.info.version < event.version)
+                        {
+                            entry.session = None;
+                        }
+                    }
+                    None => {
+                        let tombstone = Entry {
+                            session: None,
+                            known_version: event.version,
+                            server_access: SystemTime::UNIX_EPOCH,
+                            last_touch: Instant::now(),
+                        };
+                        entries.put(event.session_id.clone(), tombstone);
+                    }
+                }
+            }
+            // Ended or moved: the id names nothing any more (the server answers NOT_FOUND).
+            _ => {
+                entries.pop(&event.session_id);
+            }
+        }
+    }
+
+    fn clear(&self, live: bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.live.store(live, Ordering::Release);
+        self.entries().clear();
+    }
+
+    /// Follows the watch stream for as long as the cache exists.
+    pub(crate) fn follow(cache: Weak<NearCache>, client: SessionClient) {
+        let mut updates = watch::subscribe(client);
+        tokio::spawn(async move {
+            loop {
+                let update = updates.recv().await;
+                let Some(cache) = cache.upgrade() else { return };
+                match update {
+                    Ok(Update::Event(event)) => cache.on_event(&event),
+                    Ok(Update::Reset) => cache.clear(true),
+                    Ok(Update::Disconnected) => cache.clear(false),
+                    // Missed updates: nothing cached can be trusted until the next reconnect.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(true),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,162 @@
+//! The near cache: reads without a round trip, and never an older copy than allowed.
+
+mod common;
+
+use session_client::{Error, Ops, SessionClient};
+use session_server::config::ServerConfig;
+use std::{
+    num::NonZeroUsize,
+    time::{Duration, Instant},
+};
+
+const GETS: &str = "session_requests_total{method=\"get\",code=\"ok\"}";
+
+fn cached(server: &common::TestServer) -> SessionClient {
+    server
+        .client()
+        .with_near_cache(NonZeroUsize::new(1000).expect("non-zero"))
+}
+
+/// Waits until a read is answered locally: the cache trusts nothing before its watch stream
+/// is connected, and stores a copy on the first read after that.
+async fn warm_up(server: &common::TestServer, client: &SessionClient, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = gets(server).await;
+        client.get_fresh(id, 0).await.expect("read");
+        if gets(server).await == before {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the near cache never served a read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn gets(server: &common::TestServer) -> f64 {
+    let text = server.metrics().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(GETS))
+        .map_or(0.0, |v| v.trim().parse().expect("number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_reads_are_answered_without_a_round_trip() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let client = cached(&server);
+    let id = client
+        .create(Ops::new().set_json("a", &1).expect("json"))
+        .await
+        .expect("create")
+        .info
+        .id;
+    warm_up(&server, &client, &id).await;
+    let before = gets(&server).await;
+    for _ in 0..100 {
+        assert_eq!(
+            client
+                .get_fresh(&id, 0)
+                .await
+                .expect("read")
+                .get_json::<i32>("a")
+                .expect("json"),
+            Some(1)
+        );
+    }
+    assert!(
+        gets(&server).await - before <= 1.0,
+        "100 reads, at most one reached the server"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_elsewhere_replaces_the_cached_copy() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let (cached, other) = (cached(&server), server.client());
+    let id = cached
+        .create(Ops::new().counter_add("n", 1))
+        .await
+        .expect("create")
+        .info
+        .id;
+    warm_up(&server, &cached, &id).await;
+
+    // A caller that knows the new version (read-your-writes) gets it at once.
+    let written = other
+        .apply(&id, Ops::new().counter_add("n", 1))
+        .await
+        .expect("apply");
+    let fresh = cached
+        .get_fresh(&id, written.info.version)
+        .await
+        .expect("read");
+    assert_eq!(fresh.counter("n").expect("counter"), 2);
+
+    // One that does not know sees it as soon as the change event arrives.
+    other
+        .apply(&id, Ops::new().counter_add("n", 1))
+        .await
+        .expect("apply");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while cached
+        .get_fresh(&id, 0)
+        .await
+        .expect("read")
+        .counter("n")
+        .expect("counter")
+        != 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cached copy outlived the change by a second"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    other.invalidate(&id).await.expect("invalidate");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while cached.get_fresh(&id, 0).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "an invalidated session stayed readable"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_cached_survives_a_server_restart() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let addr = server.addr;
+    let client = cached(&server);
+    let id = client
+        .create(Ops::new().set_json("a", &1).expect("json"))
+        .await
+        .expect("create")
+        .info
+        .id;
+    warm_up(&server, &client, &id).await;
+    server.stop().await;
+
+    let restarted = common::spawn_on(
+        tokio::net::TcpListener::bind(addr).await.expect("rebind"),
+        ServerConfig::default(),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.get_fresh(&id, 0).await {
+            Err(Error::NotFound) => break,
+            Err(e) if e.is_unavailable() => {}
+            other => panic!(
+                "the old session must not be served from the cache after a restart: {other:?}"
+            ),
+        }
+        assert!(Instant::now() < deadline, "client did not rejoin");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    restarted.stop().await;
+}
