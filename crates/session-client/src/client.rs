@@ -345,7 +345,9 @@ impl SessionClient {
                     version = now.as_ref().map_or(0, |a| a.version);
                     let probe = Session {
                         info: session.info.clone(),
-                        attributes: now.into_iter().map(|a| (name.to_owned(), a)).collect(),
+                        attributes: Arc::new(
+                            now.into_iter().map(|a| (name.to_owned(), a)).collect(),
+                        ),
                     };
                     current = probe.get_json(name)?;
                     last = Some(Error::Conflict {

@@ -6,6 +6,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use session_proto::v1 as pb;
 use std::{
     collections::BTreeMap,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -92,7 +93,8 @@ impl From<pb::SessionInfo> for SessionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub info: SessionInfo,
-    pub attributes: BTreeMap<String, Attribute>,
+    /// Shared, so that handing out a cached session costs no copy.
+    pub attributes: Arc<BTreeMap<String, Attribute>>,
 }
 
 impl TryFrom<pb::Session> for Session {
@@ -105,7 +107,10 @@ impl TryFrom<pb::Session> for Session {
             .into_iter()
             .map(|a| Ok((a.name.clone(), Attribute::try_from(a)?)))
             .collect::<Result<_, Error>>()?;
-        Ok(Session { info, attributes })
+        Ok(Session {
+            info,
+            attributes: Arc::new(attributes),
+        })
     }
 }
 
