@@ -27,8 +27,10 @@ pub fn default_server_url() -> String {
 }
 
 /// A session service running in this process, called without a network hop.
-pub type LocalService =
-    dyn SessionService<WatchStream = BoxStream<'static, Result<pb::WatchResponse, Status>>>;
+pub type LocalService = dyn SessionService<
+        WatchStream = BoxStream<'static, Result<pb::WatchResponse, Status>>,
+        PipelineStream = BoxStream<'static, Result<pb::PipelineResponse, Status>>,
+    >;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -49,7 +51,11 @@ impl Default for ClientConfig {
 
 #[derive(Clone)]
 enum Transport {
-    Grpc(SessionServiceClient<Channel>),
+    /// Calls go over the pipeline; the plain client serves the watch stream.
+    Grpc {
+        client: SessionServiceClient<Channel>,
+        pipeline: crate::pipeline::Pipeline,
+    },
     Local(Arc<LocalService>),
 }
 
@@ -68,7 +74,7 @@ pub struct SessionClient {
 impl fmt::Debug for SessionClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let transport = match self.transport {
-            Transport::Grpc(_) => "grpc",
+            Transport::Grpc { .. } => "grpc",
             Transport::Local(_) => "in-process",
         };
         f.debug_struct("SessionClient")
@@ -78,22 +84,30 @@ impl fmt::Debug for SessionClient {
     }
 }
 
-/// Runs a call on whichever transport the client has, within its deadline.
+/// Runs a call on whichever transport the client has, within its deadline: `$call` is the
+/// pipeline's call kind, `$reply` the reply kind that answers it.
 macro_rules! call {
-    ($self:ident, $method:ident, $req:expr) => {{
+    ($self:ident, $method:ident, $req:expr, $call:ident, $reply:ident) => {{
         let req = $req;
         let call = async {
             match &$self.transport {
-                Transport::Grpc(c) => {
-                    let mut request = Request::new(req);
-                    request.set_timeout($self.timeout);
-                    c.clone().$method(request).await
+                Transport::Grpc { pipeline, .. } => {
+                    match pipeline.call(pb::call::Kind::$call(req)).await {
+                        Ok(pb::reply::Kind::$reply(reply)) => Ok(reply),
+                        Ok(_) => Err(Status::internal(
+                            "the server answered with another kind of reply",
+                        )),
+                        Err(status) => Err(status),
+                    }
                 }
-                Transport::Local(s) => s.$method(Request::new(req)).await,
+                Transport::Local(s) => s
+                    .$method(Request::new(req))
+                    .await
+                    .map(tonic::Response::into_inner),
             }
         };
         match tokio::time::timeout($self.timeout, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Ok(reply)) => Ok(reply),
             Ok(Err(status)) => Err(Error::from(status)),
             Err(_) => Err(Error::Unavailable(format!(
                 "no answer within {:?}",
@@ -117,7 +131,15 @@ impl SessionClient {
             .iter()
             .map(|url| {
                 Endpoint::from_shared(url.clone())
-                    .map(|e| e.connect_timeout(config.timeout).tcp_nodelay(true))
+                    .map(|e| {
+                        // Pings find a dead or silent server within about two timeouts, so
+                        // the watch stream notices and the near cache stops trusting itself.
+                        e.connect_timeout(config.timeout)
+                            .tcp_nodelay(true)
+                            .http2_keep_alive_interval(config.timeout)
+                            .keep_alive_timeout(config.timeout)
+                            .keep_alive_while_idle(true)
+                    })
                     .map_err(|_| {
                         Error::InvalidArgument(format!(
                             "{url:?} is not a valid address (write http://HOST:PORT)"
@@ -129,8 +151,14 @@ impl SessionClient {
             Ok([one]) => one.connect_lazy(),
             Err(many) => Channel::balance_list(many.into_iter()),
         };
+        let client = SessionServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
         Ok(Self {
-            transport: Transport::Grpc(SessionServiceClient::new(channel)),
+            transport: Transport::Grpc {
+                pipeline: crate::pipeline::Pipeline::start(client.clone(), config.timeout),
+                client,
+            },
             timeout: config.timeout,
             cache: None,
         })
@@ -226,7 +254,7 @@ impl SessionClient {
             returning: returning(return_session),
         };
         let generation = self.cache.as_ref().map(|c| c.generation());
-        let written: WriteResult = call!(self, create, req)?.try_into()?;
+        let written: WriteResult = call!(self, create, req, Create, Write)?.try_into()?;
         if let (Some(cache), Some(generation), Some(session)) =
             (&self.cache, generation, &written.session)
         {
@@ -247,7 +275,7 @@ impl SessionClient {
             names: names.iter().map(|n| (*n).to_owned()).collect(),
             known_version: 0,
         };
-        let resp = call!(self, get, req)?;
+        let resp = call!(self, get, req, Get, Get)?;
         resp.session.unwrap_or_default().try_into()
     }
 
@@ -262,7 +290,7 @@ impl SessionClient {
             names: Vec::new(),
             known_version,
         };
-        let resp = call!(self, get, req)?;
+        let resp = call!(self, get, req, Get, Get)?;
         if resp.not_modified {
             return Ok(None);
         }
@@ -288,7 +316,7 @@ impl SessionClient {
             operations: ops.ops,
             returning: returning(return_session),
         };
-        let written: WriteResult = call!(self, apply, req)?.try_into()?;
+        let written: WriteResult = call!(self, apply, req, Apply, Write)?.try_into()?;
         if let (Some(cache), Some(generation), Some(session)) =
             (&self.cache, generation, &written.session)
         {
@@ -301,14 +329,22 @@ impl SessionClient {
         call!(
             self,
             invalidate,
-            pb::InvalidateRequest { id: id.to_owned() }
+            pb::InvalidateRequest { id: id.to_owned() },
+            Invalidate,
+            Invalidate
         )
         .map(drop)
     }
 
     /// Gives the session a new id (the old one is NOT_FOUND at once): call it on login.
     pub async fn rotate_id(&self, id: &str) -> Result<SessionInfo, Error> {
-        let resp = call!(self, rotate_id, pb::RotateIdRequest { id: id.to_owned() })?;
+        let resp = call!(
+            self,
+            rotate_id,
+            pb::RotateIdRequest { id: id.to_owned() },
+            RotateId,
+            RotateId
+        )?;
         Ok(resp.info.unwrap_or_default().into())
     }
 
@@ -373,8 +409,8 @@ impl SessionClient {
             after_seq,
         };
         let stream = match &self.transport {
-            Transport::Grpc(c) => {
-                let mut c = c.clone();
+            Transport::Grpc { client, .. } => {
+                let mut c = client.clone();
                 let open = c.watch(Request::new(req));
                 let resp = tokio::time::timeout(self.timeout, open)
                     .await

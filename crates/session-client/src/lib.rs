@@ -17,6 +17,7 @@ pub mod actix;
 pub mod cache;
 pub mod client;
 pub mod error;
+mod pipeline;
 pub mod value;
 pub mod watch;
 

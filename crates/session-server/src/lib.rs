@@ -62,6 +62,8 @@ pub struct Engine {
     pub store: Arc<MemoryStore>,
     pub events: Arc<EventLog>,
     pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down; ends long-lived streams.
+    pub closing: CancellationToken,
 }
 
 impl Engine {
@@ -76,6 +78,7 @@ impl Engine {
             store,
             events,
             metrics: Arc::new(Metrics::new()),
+            closing: CancellationToken::new(),
         }
     }
 
@@ -84,6 +87,7 @@ impl Engine {
             Arc::clone(&self.store),
             Arc::clone(&self.events),
             Arc::clone(&self.metrics),
+            self.closing.clone(),
         )
     }
 
@@ -182,6 +186,7 @@ pub async fn run(
         .set_not_serving::<SessionServiceServer<SessionServiceImpl<MemoryStore>>>()
         .await;
     engine.events.close();
+    engine.closing.cancel();
     stop.cancel();
 
     let drained = tokio::time::timeout(config.shutdown_grace, async {

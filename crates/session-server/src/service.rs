@@ -14,7 +14,8 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use tonic::{Request, Response, Status};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
 
 /// Serves one store. Cheap to clone: everything is shared.
 #[derive(Debug)]
@@ -22,6 +23,9 @@ pub struct SessionServiceImpl<S> {
     store: Arc<S>,
     events: Arc<EventLog>,
     metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins: long-lived pipeline streams end between batches, so
+    /// clients move on instead of holding the server open through its grace period.
+    closing: CancellationToken,
 }
 
 impl<S> Clone for SessionServiceImpl<S> {
@@ -30,16 +34,23 @@ impl<S> Clone for SessionServiceImpl<S> {
             store: Arc::clone(&self.store),
             events: Arc::clone(&self.events),
             metrics: Arc::clone(&self.metrics),
+            closing: self.closing.clone(),
         }
     }
 }
 
 impl<S: SessionStore> SessionServiceImpl<S> {
-    pub fn new(store: Arc<S>, events: Arc<EventLog>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<S>,
+        events: Arc<EventLog>,
+        metrics: Arc<Metrics>,
+        closing: CancellationToken,
+    ) -> Self {
         Self {
             store,
             events,
             metrics,
+            closing,
         }
     }
 
@@ -59,6 +70,47 @@ impl<S: SessionStore> SessionServiceImpl<S> {
             tracing::debug!(method, code = ?status.code(), message = status.message(), "call failed");
         }
         result.map(Response::new)
+    }
+}
+
+impl<S: SessionStore> SessionServiceImpl<S> {
+    /// One call of a pipeline, answered exactly as its unary RPC would be.
+    async fn answer(&self, call: pb::Call) -> pb::Reply {
+        use pb::{call::Kind as C, reply::Kind as R};
+        let result = match call.kind {
+            Some(C::Create(r)) => self
+                .create(Request::new(r))
+                .await
+                .map(|r| R::Write(r.into_inner())),
+            Some(C::Get(r)) => self
+                .get(Request::new(r))
+                .await
+                .map(|r| R::Get(r.into_inner())),
+            Some(C::Apply(r)) => self
+                .apply(Request::new(r))
+                .await
+                .map(|r| R::Write(r.into_inner())),
+            Some(C::Invalidate(r)) => self
+                .invalidate(Request::new(r))
+                .await
+                .map(|r| R::Invalidate(r.into_inner())),
+            Some(C::RotateId(r)) => self
+                .rotate_id(Request::new(r))
+                .await
+                .map(|r| R::RotateId(r.into_inner())),
+            None => Err(Status::invalid_argument("call has no kind")),
+        };
+        let kind = result.unwrap_or_else(|status| {
+            R::Error(pb::CallError {
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+                details: status.details().to_vec().into(),
+            })
+        });
+        pb::Reply {
+            tag: call.tag,
+            kind: Some(kind),
+        }
     }
 }
 
@@ -164,6 +216,32 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
             })
         })
         .await
+    }
+
+    type PipelineStream = BoxStream<'static, Result<pb::PipelineResponse, Status>>;
+
+    async fn pipeline(
+        &self,
+        request: Request<Streaming<pb::PipelineRequest>>,
+    ) -> Result<Response<Self::PipelineStream>, Status> {
+        let incoming = request.into_inner();
+        let service = self.clone();
+        // One reply message per batch, in order; the stream ends when the client's does.
+        let replies = futures_util::stream::unfold(
+            (incoming, service),
+            |(mut incoming, service)| async move {
+                let batch = tokio::select! {
+                    _ = service.closing.cancelled() => return None,
+                    message = incoming.message() => message.ok()??,
+                };
+                let mut replies = Vec::with_capacity(batch.calls.len());
+                for call in batch.calls {
+                    replies.push(service.answer(call).await);
+                }
+                Some((Ok(pb::PipelineResponse { replies }), (incoming, service)))
+            },
+        );
+        Ok(Response::new(replies.boxed()))
     }
 
     type WatchStream = BoxStream<'static, Result<pb::WatchResponse, Status>>;

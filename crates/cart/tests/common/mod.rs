@@ -59,9 +59,12 @@ impl SessionServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+        // Well inside the 10 s grace period: nothing long-lived may hold the server open.
+        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
             .await
-            .expect("stops");
+            .expect("the server stops promptly")
+            .expect("server task")
+            .expect("server ran cleanly");
     }
 }
 

@@ -72,9 +72,9 @@ impl TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
             .await
-            .expect("server stops within its grace period")
+            .expect("the server stops promptly, well inside its 10 s grace period")
             .expect("server task")
             .expect("server ran cleanly");
     }
