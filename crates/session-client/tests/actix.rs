@@ -100,10 +100,17 @@ impl App_ {
     }
 }
 
-fn set_cookie(resp: &Response) -> Option<String> {
+/// The Set-Cookie header of the cookie `name`, if the response sets it.
+fn cookie_named(resp: &Response, name: &str) -> Option<String> {
     resp.headers()
-        .get(header::SET_COOKIE)
+        .get_all(header::SET_COOKIE)
+        .iter()
         .map(|v| v.to_str().expect("ascii").to_owned())
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+fn set_cookie(resp: &Response) -> Option<String> {
+    cookie_named(resp, "sid")
 }
 
 fn cookie_value(set_cookie: &str) -> String {
@@ -142,6 +149,12 @@ async fn reads_create_nothing_and_first_write_sets_a_hardened_cookie() {
     assert_eq!(write.text().await.expect("body"), "1");
 
     let again = app.send(reqwest::Method::POST, "/inc", Some(&sid)).await;
+    let version =
+        cookie_named(&again, "sid_v").expect("a write tells the browser the version it made");
+    assert!(
+        version.starts_with("sid_v=2;") && version.contains("HttpOnly"),
+        "{version}"
+    );
     assert_eq!(
         set_cookie(&again),
         None,
