@@ -3,10 +3,7 @@
 
 use bytes::Bytes;
 use futures_util::Stream;
-use session_client::{
-    EventKind, SessionClient,
-    watch::{self, Update},
-};
+use session_client::{EventKind, SessionClient, watch::Update};
 use std::{convert::Infallible, sync::Mutex, time::Duration};
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -22,7 +19,7 @@ pub struct Live {
 impl Live {
     pub fn start(client: SessionClient) -> Self {
         Self {
-            template: Mutex::new(watch::subscribe(client)),
+            template: Mutex::new(client.subscribe()),
         }
     }
 

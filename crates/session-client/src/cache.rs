@@ -16,11 +16,7 @@
 //! every [`TOUCH_INTERVAL`], so idle timeouts keep counting real use; and a copy whose own
 //! timeouts have passed is never served.
 
-use crate::{
-    SessionClient,
-    value::Session,
-    watch::{self, Update},
-};
+use crate::{value::Session, watch::Update};
 use lru::LruCache;
 use session_proto::v1::EventKind;
 use std::{
@@ -31,6 +27,7 @@ use std::{
     },
     time::{Duration, Instant, SystemTime},
 };
+use tokio::sync::broadcast;
 
 /// How often at most a session read from the cache is reported to the server as accessed.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -180,8 +177,7 @@ impl NearCache {
     }
 
     /// Follows the watch stream for as long as the cache exists.
-    pub(crate) fn follow(cache: Weak<NearCache>, client: SessionClient) {
-        let mut updates = watch::subscribe(client);
+    pub(crate) fn follow(cache: Weak<NearCache>, mut updates: broadcast::Receiver<Update>) {
         tokio::spawn(async move {
             loop {
                 let update = updates.recv().await;

@@ -69,6 +69,9 @@ pub struct SessionClient {
     timeout: Duration,
     /// Set by [`SessionClient::with_near_cache`]; shared by every clone.
     cache: Option<Arc<crate::cache::NearCache>>,
+    /// The watch subscription the near cache follows, shared with [`SessionClient::subscribe`]
+    /// so that an app server opens one event stream, not one per use.
+    updates: Option<Arc<tokio::sync::broadcast::Receiver<crate::watch::Update>>>,
 }
 
 impl fmt::Debug for SessionClient {
@@ -161,6 +164,7 @@ impl SessionClient {
             },
             timeout: config.timeout,
             cache: None,
+            updates: None,
         })
     }
 
@@ -169,13 +173,20 @@ impl SessionClient {
     /// answered without a round trip. Needs a Tokio runtime (it starts the watch).
     pub fn with_near_cache(mut self, capacity: std::num::NonZeroUsize) -> Self {
         let cache = Arc::new(crate::cache::NearCache::new(capacity));
-        let uncached = Self {
-            cache: None,
-            ..self.clone()
-        };
-        crate::cache::NearCache::follow(Arc::downgrade(&cache), uncached);
+        let updates = crate::watch::subscribe(self.clone());
+        self.updates = Some(Arc::new(updates.resubscribe()));
+        crate::cache::NearCache::follow(Arc::downgrade(&cache), updates);
         self.cache = Some(cache);
         self
+    }
+
+    /// Every session's events (see [`crate::watch`]). With a near cache this shares the
+    /// cache's stream; otherwise it opens one.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::watch::Update> {
+        match &self.updates {
+            Some(updates) => updates.resubscribe(),
+            None => crate::watch::subscribe(self.clone()),
+        }
     }
 
     /// The session, at `min_version` or newer, from the near cache when it holds such a copy,
@@ -221,6 +232,7 @@ impl SessionClient {
             transport: Transport::Local(service),
             timeout: DEFAULT_TIMEOUT,
             cache: None,
+            updates: None,
         }
     }
 
