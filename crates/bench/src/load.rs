@@ -179,6 +179,14 @@ pub async fn run(conns: Vec<(Conn, Vec<Vec<u8>>)>, expect: u16, duration: Durati
             (ok, errors, hist)
         })
     });
+    collect(started, tasks).await
+}
+
+/// Joins per-task counts and histograms into one measurement.
+pub async fn collect(
+    started: Instant,
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<(u64, u64, Histogram<u64>)>>,
+) -> Measured {
     let mut total = Measured {
         requests: 0,
         errors: 0,

@@ -274,18 +274,5 @@ where
             (ok, errors, hist)
         })
     });
-    let mut total = Measured {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latency: load::histogram(),
-    };
-    for done in futures_util::future::join_all(tasks).await {
-        let (ok, errors, hist) = done.expect("task");
-        total.requests += ok;
-        total.errors += errors;
-        let _ = total.latency.add(hist);
-    }
-    total.elapsed = started.elapsed();
-    total
+    load::collect(started, tasks).await
 }

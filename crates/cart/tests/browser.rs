@@ -4,6 +4,9 @@
 //! Needs Debian's `chromium` package (or CHROME=/path/to/chrome). It fails, never skips, when
 //! Chromium is missing. With SCREENSHOTS=DIR it also saves the pictures of docs/tutorial.md.
 
+mod common;
+
+use common::{ROOT, free_port};
 use headless_chrome::{
     Browser, LaunchOptions, Tab, protocol::cdp::Page::CaptureScreenshotFormatOption,
 };
@@ -13,8 +16,6 @@ use std::{
     process::Command,
     time::{Duration, Instant},
 };
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROME") {
@@ -32,14 +33,6 @@ fn chromium() -> PathBuf {
     panic!(
         "Chromium is needed for this test: install it with `apt-get install -y chromium` (or set CHROME=/path/to/chrome)"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// The sample started by its scripts on free ports, stopped by its script even if the test fails.

@@ -7,14 +7,12 @@
 
 mod common;
 
-use common::Browser;
+use common::{Browser, ROOT, free_port};
 use std::{
     path::Path,
     process::{Command, Output},
     time::{Duration, Instant},
 };
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
@@ -42,14 +40,6 @@ fn compose_command() -> Vec<String> {
             "Docker Compose is needed: install the compose plugin or docker-compose (apt-get install -y docker-compose)"
         );
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 struct Stack {

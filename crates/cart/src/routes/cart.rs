@@ -88,10 +88,7 @@ pub async fn view(
     let html = page
         .render()
         .map_err(|e| CartError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(html))
+    Ok(super::html(html))
 }
 
 #[derive(Debug, Deserialize)]

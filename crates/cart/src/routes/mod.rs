@@ -9,6 +9,14 @@ use actix_web::{HttpResponse, http::header, web};
 
 pub use cart::{LIVE_REFRESH_HEADER, LineView, render_page};
 
+/// A rendered page; never cached, since it shows a session.
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/",

@@ -31,10 +31,7 @@ pub async fn view(
     let html = ProductPage { frame, product }
         .render()
         .map_err(|e| CartError::Internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(html))
+    Ok(super::html(html))
 }
 
 /// A product picture: static, served without touching sessions.
