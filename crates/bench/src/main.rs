@@ -128,43 +128,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         eprintln!("session operations at concurrency {concurrency}...");
         let ours = scenarios::ours(server.addr, &ids, concurrency, duration).await?;
         let theirs = scenarios::redis_ops(redis.addr, small, concurrency, duration).await?;
-        let label = |op: &str| format!("{op} (c={concurrency}, {small} sessions)");
-        report.rows.push(Row::new(
-            &label("get"),
-            "session-server",
-            concurrency,
-            &ours.get,
-        ));
-        report.rows.push(Row::new(
-            &label("get"),
-            "Redis HGETALL",
-            concurrency,
-            &theirs.get,
-        ));
-        report.rows.push(Row::new(
-            &label("apply"),
-            "session-server",
-            concurrency,
-            &ours.apply,
-        ));
-        report.rows.push(Row::new(
-            &label("apply"),
-            "Redis HSET",
-            concurrency,
-            &theirs.apply,
-        ));
-        report.comparisons.push(Comparison::at_least(
-            &format!("3. get throughput c={concurrency}: ours / Redis"),
-            ours.get.per_second(),
-            theirs.get.per_second(),
-            1.0,
-        ));
-        report.comparisons.push(Comparison::at_least(
-            &format!("3. apply throughput c={concurrency}: ours / Redis"),
-            ours.apply.per_second(),
-            theirs.apply.per_second(),
-            1.0,
-        ));
+        for (op, command, mine, other) in [
+            ("get", "Redis HGETALL", &ours.get, &theirs.get),
+            ("apply", "Redis HSET", &ours.apply, &theirs.apply),
+        ] {
+            let label = format!("{op} (c={concurrency}, {small} sessions)");
+            report
+                .rows
+                .push(Row::new(&label, "session-server", concurrency, mine));
+            report
+                .rows
+                .push(Row::new(&label, command, concurrency, other));
+            report.comparisons.push(Comparison::at_least(
+                &format!("3. {op} throughput c={concurrency}: ours / Redis"),
+                mine.per_second(),
+                other.per_second(),
+                1.0,
+            ));
+        }
         if concurrency == 1 {
             report.comparisons.push(Comparison::at_most(
                 "3. get p50 c=1: ours / Redis",

@@ -80,6 +80,8 @@ pub struct SessionMiddleware {
 struct Shared {
     client: SessionClient,
     config: SessionConfig,
+    /// `<cookie_name>_v`: the newest version the browser has seen.
+    version_cookie: String,
 }
 
 impl SessionMiddleware {
@@ -88,8 +90,13 @@ impl SessionMiddleware {
     }
 
     pub fn with_config(client: SessionClient, config: SessionConfig) -> Self {
+        let version_cookie = format!("{}_v", config.cookie_name);
         Self {
-            shared: Rc::new(Shared { client, config }),
+            shared: Rc::new(Shared {
+                client,
+                config,
+                version_cookie,
+            }),
         }
     }
 }
@@ -133,12 +140,12 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let config = &self.shared.config;
-        let cookie_id = req
+        let raw_id = req
             .cookie(&config.cookie_name)
-            .map(|c| c.value().to_owned())
-            .filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE_LEN);
-        let had_cookie = req.cookie(&config.cookie_name).is_some();
-        let version_cookie = format!("{}_v", config.cookie_name);
+            .map(|c| c.value().to_owned());
+        let had_cookie = raw_id.is_some();
+        let cookie_id = raw_id.filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE_LEN);
+        let version_cookie = self.shared.version_cookie.clone();
         let min_version = req
             .cookie(&version_cookie)
             .and_then(|c| c.value().parse().ok())
@@ -165,12 +172,10 @@ where
         Box::pin(async move {
             let mut res = fut.await?;
             let state = session.state.borrow();
-            let cookie = match (&state.id, state.changed || state.had_cookie) {
-                (Some(id), true) if state.changed => {
-                    Some(session_cookie(&cookie_name, id.clone(), secure))
-                }
-                // The browser holds a cookie that names no session: clear it.
-                (None, true) => {
+            let cookie = match &state.id {
+                Some(id) if state.changed => Some(session_cookie(&cookie_name, id.clone(), secure)),
+                // The browser holds a cookie that names no session (any more): clear it.
+                None if state.had_cookie || state.changed => {
                     let mut c = session_cookie(&cookie_name, String::new(), secure);
                     c.make_removal();
                     Some(c)

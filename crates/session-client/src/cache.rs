@@ -194,3 +194,126 @@ impl NearCache {
         });
     }
 }
+
+/// The coherence rules, one by one and without timing: the integration tests exercise them
+/// through the real watch stream, where an event may win a race that these fix in place.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::SessionInfo;
+    use session_proto::v1::Event;
+
+    fn session(id: &str, version: u64) -> Session {
+        let now = SystemTime::now();
+        Session {
+            info: SessionInfo {
+                id: id.into(),
+                version,
+                created_at: now,
+                last_access: now,
+                idle_timeout: Duration::from_secs(60),
+                max_lifetime: Duration::from_secs(3600),
+                size_bytes: 0,
+            },
+            attributes: Default::default(),
+        }
+    }
+
+    fn connected() -> NearCache {
+        let cache = NearCache::new(NonZeroUsize::new(16).unwrap());
+        cache.clear(true);
+        cache
+    }
+
+    fn served(cache: &NearCache, id: &str, min_version: u64) -> Option<u64> {
+        match cache.lookup(id, min_version) {
+            Lookup::Hit { session, .. } => Some(session.info.version),
+            Lookup::Miss { .. } => None,
+        }
+    }
+
+    fn changed(id: &str, version: u64) -> Event {
+        Event {
+            kind: EventKind::Changed as i32,
+            session_id: id.into(),
+            version,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_copy_older_than_the_caller_has_seen_is_never_served() {
+        let cache = connected();
+        cache.store(&session("a", 3), cache.generation());
+        assert_eq!(served(&cache, "a", 3), Some(3));
+        assert_eq!(
+            served(&cache, "a", 4),
+            None,
+            "the browser saw version 4 elsewhere"
+        );
+    }
+
+    #[test]
+    fn a_change_event_drops_the_copy_it_makes_stale() {
+        let cache = connected();
+        cache.store(&session("a", 3), cache.generation());
+        cache.on_event(&changed("a", 4));
+        assert_eq!(served(&cache, "a", 0), None);
+        cache.store(&session("a", 4), cache.generation());
+        assert_eq!(served(&cache, "a", 0), Some(4));
+    }
+
+    #[test]
+    fn a_read_that_lost_the_race_with_an_event_cannot_store_its_older_copy() {
+        let cache = connected();
+        let generation = cache.generation();
+        cache.on_event(&changed("b", 5)); // arrives while a read of version 4 is in flight
+        cache.store(&session("b", 4), generation);
+        assert_eq!(served(&cache, "b", 0), None);
+        cache.store(&session("b", 5), generation);
+        assert_eq!(served(&cache, "b", 0), Some(5));
+    }
+
+    #[test]
+    fn ended_sessions_are_dropped() {
+        let cache = connected();
+        cache.store(&session("a", 1), cache.generation());
+        cache.on_event(&Event {
+            kind: EventKind::Invalidated as i32,
+            session_id: "a".into(),
+            ..Default::default()
+        });
+        assert_eq!(served(&cache, "a", 0), None);
+    }
+
+    #[test]
+    fn nothing_is_trusted_while_disconnected_nor_kept_across_a_reconnect() {
+        let cache = connected();
+        let before = cache.generation();
+        cache.store(&session("a", 1), before);
+        cache.clear(false); // the watch stream dropped
+        assert_eq!(served(&cache, "a", 0), None);
+        cache.store(&session("a", 1), cache.generation());
+        assert_eq!(
+            served(&cache, "a", 0),
+            None,
+            "no copies while no events can arrive"
+        );
+        cache.clear(true); // reconnected
+        cache.store(&session("a", 1), before);
+        assert_eq!(
+            served(&cache, "a", 0),
+            None,
+            "a read from before the gap is not kept"
+        );
+    }
+
+    #[test]
+    fn a_copy_past_its_own_timeouts_is_not_served() {
+        let cache = connected();
+        let mut old = session("a", 1);
+        old.info.created_at = SystemTime::now() - Duration::from_secs(7200); // lifetime 1 h
+        cache.store(&old, cache.generation());
+        assert_eq!(served(&cache, "a", 0), None);
+    }
+}

@@ -154,6 +154,7 @@ impl SessionClient {
             Ok([one]) => one.connect_lazy(),
             Err(many) => Channel::balance_list(many.into_iter()),
         };
+        // The reply to a batch may exceed tonic's 4 MiB default; the server bounds what it sends.
         let client = SessionServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
@@ -387,20 +388,14 @@ impl SessionClient {
             {
                 Ok(_) => return Ok(new),
                 Err(Error::Conflict {
-                    current: now,
                     name: conflicted,
+                    current: now,
                 }) => {
                     version = now.as_ref().map_or(0, |a| a.version);
-                    let probe = Session {
-                        info: session.info.clone(),
-                        attributes: Arc::new(
-                            now.into_iter().map(|a| (name.to_owned(), a)).collect(),
-                        ),
-                    };
-                    current = probe.get_json(name)?;
+                    current = now.as_ref().map(|a| a.json(name)).transpose()?;
                     last = Some(Error::Conflict {
                         name: conflicted,
-                        current: None,
+                        current: now,
                     });
                 }
                 Err(e) => return Err(e),

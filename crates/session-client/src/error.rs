@@ -73,8 +73,6 @@ impl From<Status> for Error {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 Error::Unavailable(message)
             }
-            // Transport failures (connection reset mid-call) surface as Unknown with no server text.
-            Code::Unknown if status.metadata().is_empty() => Error::Unavailable(message),
             code => Error::Server { code, message },
         }
     }

@@ -33,6 +33,19 @@ pub struct Attribute {
     pub version: u64,
 }
 
+impl Attribute {
+    /// A bytes value decoded from JSON; `name` is for the error.
+    pub fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
+        match &self.value {
+            Value::Bytes { data, .. } => decode(name, data),
+            _ => Err(Error::Decode {
+                name: name.into(),
+                reason: "not a bytes value".into(),
+            }),
+        }
+    }
+}
+
 impl TryFrom<pb::Attribute> for Attribute {
     type Error = Error;
 
@@ -121,14 +134,7 @@ impl Session {
 
     /// A bytes attribute decoded from JSON; `None` when absent.
     pub fn get_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
-        match self.attributes.get(name).map(|a| &a.value) {
-            None => Ok(None),
-            Some(Value::Bytes { data, .. }) => decode(name, data).map(Some),
-            Some(other) => Err(Error::Decode {
-                name: name.into(),
-                reason: format!("holds {other:?}, not bytes"),
-            }),
-        }
+        self.attributes.get(name).map(|a| a.json(name)).transpose()
     }
 
     /// A list attribute's items decoded from JSON; empty when absent.

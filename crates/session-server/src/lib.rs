@@ -10,6 +10,7 @@
 //! - [`service`]: the `session.v1.SessionService` gRPC implementation.
 //! - [`metrics`], [`admin`]: Prometheus metrics and the admin HTTP port.
 //! - [`config`]: defaults and command-line flags.
+//! - [`probe`]: the gRPC health check behind `session-server health`.
 //!
 //! [`run`] serves everything on already-bound listeners until a shutdown future resolves;
 //! the `session-server` binary only parses flags and calls it.
