@@ -172,20 +172,22 @@ where
         Box::pin(async move {
             let mut res = fut.await?;
             let state = session.state.borrow();
+            // The browser holds a cookie that names no session (any more): clear it.
+            let gone = state.id.is_none() && (state.had_cookie || state.changed);
             let cookie = match &state.id {
                 Some(id) if state.changed => Some(session_cookie(&cookie_name, id.clone(), secure)),
-                // The browser holds a cookie that names no session (any more): clear it.
-                None if state.had_cookie || state.changed => {
-                    let mut c = session_cookie(&cookie_name, String::new(), secure);
-                    c.make_removal();
-                    Some(c)
-                }
+                None if gone => Some(removal(&cookie_name, secure)),
                 _ => None,
             };
-            // The newest version this browser has now seen, for read-your-writes elsewhere.
-            let version = (state.id.is_some()
-                && (state.seen_version > state.min_version || state.changed))
-                .then(|| session_cookie(&version_cookie, state.seen_version.to_string(), secure));
+            // The newest version this browser has seen, for read-your-writes elsewhere; with the
+            // session gone, the version it reached means nothing either.
+            let version = match &state.id {
+                Some(_) if state.seen_version > state.min_version || state.changed => Some(
+                    session_cookie(&version_cookie, state.seen_version.to_string(), secure),
+                ),
+                None if gone => Some(removal(&version_cookie, secure)),
+                _ => None,
+            };
             for cookie in cookie.iter().chain(version.iter()) {
                 if let Err(e) = res.response_mut().add_cookie(cookie) {
                     tracing::warn!(error = %e, "could not set the session cookie");
@@ -194,6 +196,12 @@ where
             Ok(res)
         })
     }
+}
+
+fn removal(name: &str, secure: bool) -> Cookie<'static> {
+    let mut cookie = session_cookie(name, String::new(), secure);
+    cookie.make_removal();
+    cookie
 }
 
 fn session_cookie(name: &str, value: String, secure: bool) -> Cookie<'static> {

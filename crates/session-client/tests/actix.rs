@@ -233,6 +233,8 @@ async fn rotate_keeps_data_under_a_new_id_and_invalidate_clears_the_cookie() {
     );
 
     let out = app.send(reqwest::Method::POST, "/logout", Some(&new)).await;
+    let version_cleared = cookie_named(&out, "sid_v").expect("the version cookie goes too");
+    assert!(version_cleared.contains("Max-Age=0"), "{version_cleared}");
     assert!(set_cookie(&out).expect("removal").contains("Max-Age=0"));
     assert_eq!(
         app.send(reqwest::Method::GET, "/peek", Some(&new))
