@@ -199,7 +199,10 @@ async fn docker_compose_runs_the_tutorial_and_recovers_from_a_session_server_res
         "static files still served"
     );
     stack.cmd(&["start", "session-server"]);
+    // Each cart recovers on its own: the first call after the restart may still find its
+    // connection down (a 503), the next ones work.
     wait_for_status(&browser, &first, 200, Duration::from_secs(60)).await;
+    wait_for_status(&browser, &second, 200, Duration::from_secs(60)).await;
     let token = browser.get(&first).await.csrf();
     browser
         .post(
