@@ -13,7 +13,7 @@ mod redis_cart;
 mod report;
 mod scenarios;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use report::{Comparison, Report, Row};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -34,9 +34,23 @@ struct Cli {
     /// Sessions for the memory and scale measurements (default 1,000,000, or 50,000 with --quick).
     #[arg(long)]
     sessions: Option<usize>,
+    /// Run only these parts (repeatable); all by default.
+    #[arg(long, value_enum)]
+    only: Vec<Part>,
     /// Write the results into docs/performance.md and docs/images/performance.svg.
     #[arg(long)]
     write: bool,
+}
+
+/// The parts of a run, by the targets they measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Targets 1 and 2: cart page views and adds, three ways.
+    Cart,
+    /// Target 3: raw get and apply against Redis.
+    Ops,
+    /// Targets 4 and 5: memory and latency with many sessions.
+    Memory,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +82,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let duration = cli
         .duration
         .unwrap_or(Duration::from_secs(if cli.quick { 2 } else { 10 }));
+    if cli.write && !cli.only.is_empty() {
+        anyhow::bail!("--write records a whole run: leave out --only");
+    }
+    let wanted = |part| cli.only.is_empty() || cli.only.contains(&part);
     let big = cli
         .sessions
         .unwrap_or(if cli.quick { 50_000 } else { 1_000_000 });
@@ -76,8 +94,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     procs::build_release()?;
     let mut report = Report::new(duration, cli.connections);
 
-    // 1 and 2: the cart page and the add, three ways.
     let redis = procs::redis_server()?;
+    if wanted(Part::Cart) {
+        cart(&cli, &redis, duration, &mut report).await?;
+    }
+    let server = procs::session_server("4GiB")?;
+    let mut ids = Vec::new();
+    if wanted(Part::Ops) || wanted(Part::Memory) {
+        eprintln!("creating {small} sessions of 1 KB...");
+        ids = scenarios::create_sessions(server.addr, small).await?;
+    }
+    if wanted(Part::Ops) {
+        ops(&server, &redis, &ids, duration, &mut report).await?;
+    }
+    if wanted(Part::Memory) {
+        memory(&server, &redis, ids, big, duration, &mut report).await?;
+    }
+
+    print!("{}", report.text());
+    if cli.write {
+        report.write()?;
+        eprintln!("wrote docs/performance.md and docs/images/performance.svg");
+    }
+    Ok(())
+}
+
+/// 1 and 2: the cart page and the add, three ways.
+async fn cart(
+    cli: &Cli,
+    redis: &procs::Proc,
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let server = procs::session_server("4GiB")?;
     let local = procs::cart("local", None)?;
     let clustered = procs::cart("clustered", Some(server.addr))?;
@@ -117,12 +165,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
     ];
     report.comparisons.extend(comparisons);
-    drop((local, clustered, with_redis, server));
+    Ok(())
+}
 
-    // 3: raw operations, no client cache, 10k sessions of 1 KB.
-    let server = procs::session_server("4GiB")?;
-    eprintln!("creating {small} sessions of 1 KB...");
-    let ids = Arc::new(scenarios::create_sessions(server.addr, small).await?);
+/// 3: raw operations, no client cache, on `ids` (sessions of 1 KB).
+async fn ops(
+    server: &procs::Proc,
+    redis: &procs::Proc,
+    ids: &[String],
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let small = ids.len();
+    let ids = Arc::new(ids.to_vec());
     scenarios::redis_load(redis.addr, small).await?;
     for concurrency in [1, 64] {
         eprintln!("session operations at concurrency {concurrency}...");
@@ -156,13 +211,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             report.small_get = Some(ours.get);
         }
     }
+    Ok(())
+}
 
-    // 4 and 5: memory at `big` sessions, and get latency there against `small`.
+/// 4 and 5: memory at `big` sessions, and get latency there against `small` (the sessions
+/// already in `ids`, measured by [`ops`] when it ran).
+async fn memory(
+    server: &procs::Proc,
+    redis: &procs::Proc,
+    mut ids: Vec<String>,
+    big: usize,
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let small = ids.len();
     eprintln!("creating {big} sessions of 1 KB (memory and scale)...");
-    let more = scenarios::create_sessions(server.addr, big - small).await?;
-    let mut all = Arc::try_unwrap(ids).unwrap_or_else(|a| (*a).clone());
-    all.extend(more);
-    let all = Arc::new(all);
+    ids.extend(scenarios::create_sessions(server.addr, big - small).await?);
+    let all = Arc::new(ids);
     let rss = server.rss_bytes()?;
     scenarios::redis_load(redis.addr, big).await?;
     let redis_mem = scenarios::redis_used_memory(redis.addr).await?;
@@ -200,12 +265,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             at_small.p99_us() as f64,
             1.1,
         ));
-    }
-
-    print!("{}", report.text());
-    if cli.write {
-        report.write()?;
-        eprintln!("wrote docs/performance.md and docs/images/performance.svg");
     }
     Ok(())
 }

@@ -55,11 +55,11 @@ impl TryFrom<pb::Value> for Value {
         check_content_type(&v.content_type)?;
         Ok(match v.kind {
             Some(pb::value::Kind::Bytes(data)) => Value::Bytes {
-                content_type: v.content_type,
+                content_type: v.content_type.into(),
                 data: owned(data),
             },
             Some(pb::value::Kind::List(list)) => Value::List {
-                content_type: v.content_type,
+                content_type: v.content_type.into(),
                 items: list.items.into_iter().map(owned).collect(),
             },
             Some(pb::value::Kind::Counter(c)) => Value::Counter(c),
@@ -76,14 +76,14 @@ impl From<Value> for pb::Value {
     fn from(v: Value) -> Self {
         match v {
             Value::Bytes { content_type, data } => pb::Value {
-                content_type,
+                content_type: content_type.to_string(),
                 kind: Some(pb::value::Kind::Bytes(data)),
             },
             Value::List {
                 content_type,
                 items,
             } => pb::Value {
-                content_type,
+                content_type: content_type.to_string(),
                 kind: Some(pb::value::Kind::List(pb::ValueList { items })),
             },
             Value::Counter(c) => pb::Value {
@@ -180,7 +180,7 @@ impl From<pb::GetRequest> for GetQuery {
 impl From<SessionInfo> for pb::SessionInfo {
     fn from(i: SessionInfo) -> Self {
         pb::SessionInfo {
-            id: i.id.as_str().to_owned(),
+            id: i.id.text(),
             version: i.version,
             created_at_ms: i.created_at_ms as i64,
             last_access_ms: i.last_access_ms as i64,
@@ -251,14 +251,10 @@ impl From<&Event> for pb::Event {
         pb::Event {
             seq: e.seq,
             kind: pb::EventKind::from(e.kind) as i32,
-            session_id: e.session_id.as_str().to_owned(),
+            session_id: e.session_id.text(),
             version: e.version,
             changed: e.changed.clone(),
-            new_id: e
-                .new_id
-                .as_ref()
-                .map(|id| id.as_str().to_owned())
-                .unwrap_or_default(),
+            new_id: e.new_id.as_ref().map(|id| id.text()).unwrap_or_default(),
             at_ms: e.at_ms as i64,
         }
     }

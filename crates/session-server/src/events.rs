@@ -136,7 +136,7 @@ impl EventLog {
             ring.events.push_back(Arc::new(Event {
                 seq,
                 kind,
-                session_id: session_id.clone(),
+                session_id: *session_id,
                 version,
                 changed,
                 new_id,

@@ -2,37 +2,46 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
-use std::{fmt, sync::Arc};
+use std::fmt;
 
 /// Random bytes in an id: 256 bits, so ids can neither be guessed nor collide.
 const ID_BYTES: usize = 32;
 /// Length of the base64url text of `ID_BYTES` bytes without padding.
 pub const ID_LEN: usize = 43;
 
-/// A session id as the server made it. Cheap to clone: the store's map and expiry index
-/// share one allocation.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(Arc<str>);
+/// A session id as the server made it: the random bytes themselves, so the store holds it
+/// inline (32 bytes, no allocation); the text form is made when it goes on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; ID_BYTES]);
 
 impl SessionId {
     /// Makes a fresh id from the thread-local CSPRNG (ChaCha, seeded by the OS).
     pub fn generate() -> Self {
         let mut bytes = [0u8; ID_BYTES];
         rand::rng().fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes).into())
+        Self(bytes)
     }
 
     /// Accepts text that has the shape of an id. Whether it names a live session is the
-    /// store's business; text of any other shape can never name one.
+    /// store's business; text of any other shape can never name one. Only the canonical text
+    /// of some bytes is accepted, so one session never has two spellings.
     pub fn parse(text: &str) -> Option<Self> {
-        let well_formed = text.len() == ID_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| Self(text.into()))
+        if text.len() != ID_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(ID_BYTES) => Some(Self(bytes)),
+            _ => None,
+        }
     }
 
-    pub fn as_str(&self) -> &str {
+    /// The id as clients see it: 43 base64url characters.
+    pub fn text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub fn bytes(&self) -> &[u8; ID_BYTES] {
         &self.0
     }
 }
@@ -40,7 +49,7 @@ impl SessionId {
 impl fmt::Display for SessionId {
     /// Only a prefix: full ids are bearer credentials and must never reach a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}…", &self.0[..8])
+        write!(f, "{}…", URL_SAFE_NO_PAD.encode(&self.0[..6]))
     }
 }
 
@@ -58,9 +67,14 @@ mod tests {
     fn generated_ids_are_url_safe_and_distinct() {
         let a = SessionId::generate();
         let b = SessionId::generate();
-        assert_eq!(a.as_str().len(), ID_LEN);
+        assert_eq!(a.text().len(), ID_LEN);
+        assert!(
+            a.text()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_ne!(a, b);
-        assert_eq!(SessionId::parse(a.as_str()), Some(a));
+        assert_eq!(SessionId::parse(&a.text()), Some(a));
     }
 
     #[test]
@@ -69,11 +83,15 @@ mod tests {
         assert!(SessionId::parse("short").is_none());
         assert!(SessionId::parse(&"a".repeat(ID_LEN + 1)).is_none());
         assert!(SessionId::parse(&format!("{}/", "a".repeat(ID_LEN - 1))).is_none());
+        // The last character carries two zero bits: with them set ('B' is 000001) the text
+        // decodes to the same bytes, but only the canonical spelling is an id.
+        let id = SessionId::generate().text();
+        assert!(SessionId::parse(&format!("{}B", &id[..ID_LEN - 1])).is_none());
     }
 
     #[test]
     fn display_never_shows_the_whole_id() {
         let id = SessionId::generate();
-        assert!(!format!("{id} {id:?}").contains(id.as_str()));
+        assert!(!format!("{id} {id:?}").contains(&id.text()));
     }
 }

@@ -7,20 +7,21 @@
 //! turns protobuf messages into them and back.
 
 pub mod memory;
+mod table;
 
 use crate::id::SessionId;
 use bytes::Bytes;
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 /// An attribute's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Bytes {
-        content_type: String,
+        content_type: Arc<str>,
         data: Bytes,
     },
     List {
-        content_type: String,
+        content_type: Arc<str>,
         items: Vec<Bytes>,
     },
     Counter(i64),

@@ -1,0 +1,369 @@
+//! The memory store's table: sessions in one slab, found through a hash index of slot numbers,
+//! threaded on two intrusive lists: least-recently-used order, and expiry buckets.
+//!
+//! A general-purpose LRU map plus a B-tree expiry index cost about 500 bytes per session beyond
+//! its data: a heap node per entry, a hash table of pointers, the id twice, and B-tree nodes
+//! that appends leave half full. Here a session is one 128-byte slot, 4 bytes of index and its
+//! attribute vector; links are slot numbers, not pointers, so nothing else is allocated per
+//! session. Ids come from a CSPRNG, so their first bytes already are a uniform hash.
+
+use crate::id::SessionId;
+use hashbrown::HashTable;
+use std::collections::BTreeMap;
+
+/// Width of an expiry bucket in milliseconds: the sweep takes a bucket once all of it has
+/// passed, so it runs at most this late (access checks the exact deadline and never is).
+pub const BUCKET_MS: u64 = 100;
+
+const NIL: u32 = u32::MAX;
+/// Slots per chunk (512 KiB of them). The slab grows by chunks, never by reallocating: doubling
+/// one vector would copy it and leave the old copy's pages resident for a while.
+const CHUNK: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+const UNLINKED: Link = Link {
+    prev: NIL,
+    next: NIL,
+};
+
+#[derive(Debug)]
+struct Slot<V> {
+    id: SessionId,
+    /// In the LRU list while occupied; `next` chains the free slots while vacant.
+    lru: Link,
+    expiry: Link,
+    /// Indexed deadline (ms); `NOT_FILED` while out of the expiry lists.
+    due: u64,
+    value: Option<V>,
+}
+
+const NOT_FILED: u64 = u64::MAX;
+
+#[derive(Debug)]
+pub struct Table<V> {
+    /// Full chunks of `CHUNK` slots, the last one possibly partly filled.
+    chunks: Vec<Vec<Slot<V>>>,
+    free: u32,
+    index: HashTable<u32>,
+    /// Most recently used end.
+    newest: u32,
+    /// Least recently used end.
+    oldest: u32,
+    /// Expiry bucket (deadline / `BUCKET_MS`) to the first slot of its list.
+    buckets: BTreeMap<u64, u32>,
+    len: usize,
+}
+
+/// A slot number, valid until that slot is removed.
+pub type SlotNo = u32;
+
+fn hash(id: &SessionId) -> u64 {
+    let b = id.bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            free: NIL,
+            index: HashTable::new(),
+            newest: NIL,
+            oldest: NIL,
+            buckets: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+/// Bytes a session's slot takes, for tests that guard the memory budget.
+#[cfg(test)]
+pub fn slot_size<V>() -> usize {
+    size_of::<Slot<V>>()
+}
+
+fn at<V>(chunks: &[Vec<Slot<V>>], slot: SlotNo) -> &Slot<V> {
+    let slot = slot as usize;
+    &chunks[slot / CHUNK][slot % CHUNK]
+}
+
+impl<V> Table<V> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn slot(&self, slot: SlotNo) -> &Slot<V> {
+        at(&self.chunks, slot)
+    }
+
+    fn slot_mut(&mut self, slot: SlotNo) -> &mut Slot<V> {
+        let slot = slot as usize;
+        &mut self.chunks[slot / CHUNK][slot % CHUNK]
+    }
+
+    pub fn find(&self, id: &SessionId) -> Option<SlotNo> {
+        let chunks = &self.chunks;
+        self.index
+            .find(hash(id), |&s| at(chunks, s).id == *id)
+            .copied()
+    }
+
+    pub fn id(&self, slot: SlotNo) -> &SessionId {
+        &self.slot(slot).id
+    }
+
+    pub fn get(&self, slot: SlotNo) -> &V {
+        self.slot(slot)
+            .value
+            .as_ref()
+            .expect("a slot number names an occupied slot")
+    }
+
+    pub fn get_mut(&mut self, slot: SlotNo) -> &mut V {
+        self.slot_mut(slot)
+            .value
+            .as_mut()
+            .expect("a slot number names an occupied slot")
+    }
+
+    /// Adds a session that is not in the table, as the most recently used, filed under `due`.
+    pub fn insert(&mut self, id: SessionId, value: V, due: u64) -> SlotNo {
+        let slot = match self.free {
+            NIL => {
+                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                let used = (self.chunks.len() - 1) * CHUNK;
+                let last = self.chunks.last_mut().expect("a chunk with room");
+                let n = u32::try_from(used + last.len())
+                    .ok()
+                    .filter(|n| *n != NIL)
+                    .expect("fewer than 2^32 - 1 sessions");
+                last.push(Slot {
+                    id,
+                    lru: UNLINKED,
+                    expiry: UNLINKED,
+                    due: NOT_FILED,
+                    value: Some(value),
+                });
+                n
+            }
+            free => {
+                self.free = self.slot(free).lru.next;
+                let s = self.slot_mut(free);
+                s.id = id;
+                s.value = Some(value);
+                free
+            }
+        };
+        let chunks = &self.chunks;
+        self.index
+            .insert_unique(hash(&id), slot, |&s| hash(&at(chunks, s).id));
+        self.link_newest(slot);
+        self.file(slot, due);
+        self.len += 1;
+        slot
+    }
+
+    /// Takes a session out; its slot number becomes invalid.
+    pub fn remove(&mut self, slot: SlotNo) -> (SessionId, V) {
+        let id = self.slot(slot).id;
+        let chunks = &self.chunks;
+        if let Ok(entry) = self
+            .index
+            .find_entry(hash(&id), |&s| at(chunks, s).id == id)
+        {
+            entry.remove();
+        }
+        self.unlink_lru(slot);
+        self.unfile(slot);
+        let free = self.free;
+        let s = self.slot_mut(slot);
+        let value = s.value.take().expect("removing an occupied slot");
+        s.lru = Link {
+            prev: NIL,
+            next: free,
+        };
+        self.free = slot;
+        self.len -= 1;
+        (id, value)
+    }
+
+    /// Marks a session as the most recently used.
+    pub fn touch(&mut self, slot: SlotNo) {
+        if self.newest != slot {
+            self.unlink_lru(slot);
+            self.link_newest(slot);
+        }
+    }
+
+    pub fn least_recently_used(&self) -> Option<SlotNo> {
+        (self.oldest != NIL).then_some(self.oldest)
+    }
+
+    /// Files a session under a new indexed deadline.
+    pub fn refile(&mut self, slot: SlotNo, due: u64) {
+        self.unfile(slot);
+        self.file(slot, due);
+    }
+
+    /// Takes out of the expiry lists a session whose whole bucket is past `now`, if any: the
+    /// caller removes it or files it again under its real deadline.
+    pub fn pop_due(&mut self, now: u64) -> Option<SlotNo> {
+        let (&bucket, &first) = self.buckets.first_key_value()?;
+        if (bucket + 1).saturating_mul(BUCKET_MS) > now {
+            return None;
+        }
+        self.unfile(first);
+        Some(first)
+    }
+
+    fn link_newest(&mut self, slot: SlotNo) {
+        let old = self.newest;
+        self.slot_mut(slot).lru = Link {
+            prev: NIL,
+            next: old,
+        };
+        match old {
+            NIL => self.oldest = slot,
+            old => self.slot_mut(old).lru.prev = slot,
+        }
+        self.newest = slot;
+    }
+
+    fn unlink_lru(&mut self, slot: SlotNo) {
+        let Link { prev, next } = self.slot_mut(slot).lru;
+        match prev {
+            NIL => self.newest = next,
+            p => self.slot_mut(p).lru.next = next,
+        }
+        match next {
+            NIL => self.oldest = prev,
+            n => self.slot_mut(n).lru.prev = prev,
+        }
+        self.slot_mut(slot).lru = UNLINKED;
+    }
+
+    fn file(&mut self, slot: SlotNo, due: u64) {
+        let bucket = due / BUCKET_MS;
+        let head = self.buckets.insert(bucket, slot).unwrap_or(NIL);
+        if head != NIL {
+            self.slot_mut(head).expiry.prev = slot;
+        }
+        let s = self.slot_mut(slot);
+        s.expiry = Link {
+            prev: NIL,
+            next: head,
+        };
+        s.due = due;
+    }
+
+    fn unfile(&mut self, slot: SlotNo) {
+        let (Link { prev, next }, due) = {
+            let s = self.slot(slot);
+            (s.expiry, s.due)
+        };
+        if due == NOT_FILED {
+            return;
+        }
+        match prev {
+            NIL => {
+                let bucket = due / BUCKET_MS;
+                if next == NIL {
+                    self.buckets.remove(&bucket);
+                } else {
+                    self.buckets.insert(bucket, next);
+                }
+            }
+            p => self.slot_mut(p).expiry.next = next,
+        }
+        if next != NIL {
+            self.slot_mut(next).expiry.prev = prev;
+        }
+        let s = self.slot_mut(slot);
+        s.expiry = UNLINKED;
+        s.due = NOT_FILED;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<SessionId> {
+        (0..n).map(|_| SessionId::generate()).collect()
+    }
+
+    #[test]
+    fn finds_what_it_holds_and_forgets_what_it_removed() {
+        let mut t = Table::default();
+        let ids = ids(1000);
+        let slots: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| t.insert(*id, i, 1_000))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(t.find(id).map(|s| *t.get(s)), Some(i));
+        }
+        for s in slots.iter().step_by(2) {
+            t.remove(*s);
+        }
+        assert_eq!(t.len(), 500);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(t.find(id).is_some(), i % 2 == 1, "session {i}");
+        }
+        // Freed slots are reused rather than growing the slab.
+        let more = self::ids(500);
+        for id in &more {
+            t.insert(*id, 0, 1_000);
+        }
+        assert_eq!(t.chunks.iter().map(Vec::len).sum::<usize>(), 1000);
+    }
+
+    #[test]
+    fn least_recently_used_follows_touches_and_removals() {
+        let mut t = Table::default();
+        let [a, b, c] = [(); 3].map(|_| SessionId::generate());
+        let (sa, sb, sc) = (
+            t.insert(a, 'a', 0),
+            t.insert(b, 'b', 0),
+            t.insert(c, 'c', 0),
+        );
+        assert_eq!(t.least_recently_used(), Some(sa));
+        t.touch(sa);
+        assert_eq!(t.least_recently_used(), Some(sb));
+        t.remove(sb);
+        assert_eq!(t.least_recently_used(), Some(sc));
+        t.remove(sc);
+        assert_eq!(t.least_recently_used(), Some(sa));
+        t.remove(sa);
+        assert_eq!(t.least_recently_used(), None);
+    }
+
+    #[test]
+    fn only_buckets_wholly_past_are_due_and_removal_unfiles() {
+        let mut t = Table::default();
+        let id = ids(4);
+        let early = t.insert(id[0], 0, 1_050);
+        let same_bucket = t.insert(id[1], 1, 1_099);
+        let gone = t.insert(id[2], 2, 1_000);
+        let late = t.insert(id[3], 3, 5_000);
+        t.remove(gone);
+        assert_eq!(t.pop_due(1_099), None, "the bucket has not wholly passed");
+        let mut due = vec![t.pop_due(1_100), t.pop_due(1_100)];
+        due.sort();
+        assert_eq!(due, vec![Some(early), Some(same_bucket)]);
+        assert_eq!(t.pop_due(4_999), None);
+        t.refile(early, 3_000);
+        assert_eq!(t.pop_due(10_000), Some(early));
+        assert_eq!(t.pop_due(10_000), Some(late));
+        assert_eq!(t.pop_due(10_000), None);
+        assert!(t.buckets.is_empty());
+    }
+}
