@@ -4,8 +4,8 @@
 //!   batches of [`Ops`], invalidate, rotate id, and [`SessionClient::modify`] for lock-free
 //!   read-modify-write. Every call has a deadline (default 1 s); an unreachable server gives
 //!   [`Error::Unavailable`] within it, and the client reconnects by itself when it returns.
-//! - Calls travel over one long-lived `Pipeline` stream per client, with no relay task between
-//!   callers and the stream (`pipeline.rs`; unary RPCs stay for tools such as grpcurl).
+//! - Calls travel over one long-lived `Pipeline` stream per client, on which concurrent calls
+//!   coalesce into batches (`pipeline.rs`; unary RPCs stay for tools such as grpcurl).
 //! - [`watch::subscribe`]: every session's events, resumed across reconnects.
 //! - [`cache`]: an optional near cache kept coherent by those events
 //!   ([`SessionClient::with_near_cache`]), with read-your-writes across app servers.

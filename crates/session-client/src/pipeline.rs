@@ -4,34 +4,62 @@
 //! tower stack at both ends: that, not the map lookup, is most of a session read's CPU. Here
 //! all calls of a client share a single stream; replies are routed back by tag.
 //!
-//! No task of its own sits between a caller and the stream: each caller writes its call to the
-//! stream itself, and whichever caller is waiting reads replies for everyone (the *reader*, one
-//! at a time) until its own has come. Every hand-off between tasks is a wake-up, and past a few
-//! in a row Tokio moves tasks to another thread, so a relay task in each direction made a lone
-//! call cross threads several times (measured: two futex wake-ups per call, none now).
-//! Concurrent calls still share HTTP/2 frames: tonic encodes every message waiting on the
-//! stream into one write.
+//! Sending needs no task of its own: a caller puts its call in the outbox, which is the
+//! stream's request body, and when HTTP/2 next asks for data it gets every call waiting, as one
+//! message (so concurrent calls coalesce into batches). One task per stream reads the replies
+//! and hands them out; it runs on the runtime where the client was made, next to the HTTP/2
+//! connection, so that the hop from connection to reader stays on one thread (app servers such
+//! as actix-web call from other threads). Every hand-off between tasks is a wake-up, and past a
+//! few in a row Tokio moves work to another thread: the relay task that used to sit on the
+//! sending side too cost a lone call two more.
 //!
-//! A broken stream fails the calls in flight as unavailable; the next call opens a new one.
+//! A broken stream fails the calls sent on it as unavailable; calls not yet sent go out on a
+//! new stream, or fail if none can be opened.
 
+use futures_util::Stream;
+use prost::Message;
 use session_proto::v1::{self as pb, session_service_client::SessionServiceClient};
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
+    pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::oneshot;
 use tonic::{Code, Status, Streaming, transport::Channel};
 
-/// Calls that may wait to be written before a caller waits for room.
-const QUEUE: usize = 1024;
+/// Most calls sent in one message.
+const MAX_BATCH: usize = 256;
+/// Most bytes of calls in one message (a single larger call travels alone): the server
+/// decodes a whole message under its limit of one session plus some room.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Marks a pending call that has not been sent on any stream yet.
+const UNSENT: u64 = 0;
 
 type Answer = oneshot::Sender<Result<pb::reply::Kind, Status>>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
     shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
+
+/// Dropped with the last handle: ends the stream, whose reader then ends too.
+#[derive(Debug)]
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let waker = {
+            let mut calls = self.0.lock();
+            calls.closed = true;
+            calls.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -39,142 +67,72 @@ struct Shared {
     client: SessionServiceClient<Channel>,
     open_timeout: Duration,
     calls: Mutex<Calls>,
-    /// The reading end of the current stream; whoever holds the lock reads for everyone.
-    reader: tokio::sync::Mutex<Option<Reader>>,
+    /// Where reader tasks run: the runtime that made the client, which runs its connection.
+    runtime: tokio::runtime::Handle,
     /// Held while a stream is being opened, so that concurrent first calls open one.
     opening: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
 struct Calls {
-    stream: Option<Writer>,
+    /// The generation of the open stream, once its reader is in place.
+    stream: Option<u64>,
+    /// The generation the outbox drains into: the newest stream, from the moment it is being
+    /// opened until it ends (0: none). Older bodies end when they see it change.
+    live: u64,
     /// Streams opened so far: the generation of the newest.
     opened: u64,
     next_tag: u64,
-    /// Calls written and not yet answered, by tag, with the generation of their stream.
+    /// Calls not sent yet, in order.
+    outbox: VecDeque<pb::Call>,
+    /// The request body's waker, while it waits for calls.
+    waker: Option<Waker>,
+    /// Calls not answered yet, by tag, with the generation of the stream that carried them.
     pending: HashMap<u64, (u64, Answer)>,
+    /// Every handle is gone.
+    closed: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Writer {
-    out: mpsc::Sender<pb::PipelineRequest>,
-    generation: u64,
-}
-
-#[derive(Debug)]
-struct Reader {
-    replies: Streaming<pb::PipelineResponse>,
+/// The request body of stream `generation`: the outbox, drained by HTTP/2 as it sends.
+struct Outbox {
+    shared: Arc<Shared>,
     generation: u64,
 }
 
 impl Pipeline {
     pub(crate) fn start(client: SessionServiceClient<Channel>, open_timeout: Duration) -> Self {
+        let shared = Arc::new(Shared {
+            client,
+            open_timeout,
+            calls: Mutex::default(),
+            runtime: tokio::runtime::Handle::current(),
+            opening: tokio::sync::Mutex::new(()),
+        });
         Self {
-            shared: Arc::new(Shared {
-                client,
-                open_timeout,
-                calls: Mutex::default(),
-                reader: tokio::sync::Mutex::new(None),
-                opening: tokio::sync::Mutex::new(()),
-            }),
+            _owner: Arc::new(Owner(Arc::clone(&shared))),
+            shared,
         }
     }
 
     pub(crate) async fn call(&self, kind: pb::call::Kind) -> Result<pb::reply::Kind, Status> {
         let shared = &self.shared;
-        let (answer, mut reply) = oneshot::channel();
-        let mut call = Some((kind, answer));
-        // A stream that ended unseen (the server restarted while nobody was waiting) refuses
-        // the write, so the call was not sent: it goes out once more on a new stream.
-        let mut attempts = 2;
-        let tag = loop {
-            attempts -= 1;
-            let (kind, answer) = call.take().expect("a call to send");
-            let writer = shared.writer().await?;
-            let tag = {
-                let mut calls = shared.lock();
-                calls.next_tag += 1;
-                let tag = calls.next_tag;
-                calls.pending.insert(tag, (writer.generation, answer));
-                tag
-            };
-            let request = pb::PipelineRequest {
-                calls: vec![pb::Call {
-                    tag,
-                    kind: Some(kind),
-                }],
-            };
-            match writer.out.send(request).await {
-                Ok(()) => break tag,
-                Err(mpsc::error::SendError(request)) => {
-                    let answer = shared.lock().pending.remove(&tag).map(|(_, a)| a);
-                    shared.broken(writer.generation, "the session server closed the pipeline");
-                    match (
-                        answer,
-                        request.calls.into_iter().next().and_then(|c| c.kind),
-                    ) {
-                        (Some(answer), Some(kind)) if attempts > 0 => call = Some((kind, answer)),
-                        _ => {
-                            return Err(Status::unavailable(
-                                "the session server closed the pipeline",
-                            ));
-                        }
-                    }
-                }
-            }
+        shared.open().await?;
+        let (answer, reply) = oneshot::channel();
+        let waker = {
+            let mut calls = shared.lock();
+            calls.next_tag += 1;
+            let tag = calls.next_tag;
+            calls.pending.insert(tag, (UNSENT, answer));
+            calls.outbox.push_back(pb::Call {
+                tag,
+                kind: Some(kind),
+            });
+            calls.waker.take()
         };
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut reply => return answered(answer),
-                mut reader = shared.reader.lock() => {
-                    let Some(r) = reader.as_mut() else {
-                        // No stream to read: ours broke, which has answered us, unless our
-                        // call went out just after; either way there is nothing to wait for.
-                        drop(reader);
-                        if shared.lock().pending.remove(&tag).is_some() {
-                            return Err(Status::unavailable("the session server closed the pipeline"));
-                        }
-                        return answered(reply.await);
-                    };
-                    // Our turn to read for everyone, until our own answer comes.
-                    loop {
-                        tokio::select! {
-                            biased;
-                            answer = &mut reply => return answered(answer),
-                            message = r.replies.message() => match message {
-                                Ok(Some(response)) => {
-                                    let mut calls = shared.lock();
-                                    let mut ours = None;
-                                    for reply in response.replies {
-                                        let (Some((_, answer)), Some(kind)) = (calls.pending.remove(&reply.tag), reply.kind) else {
-                                            continue;
-                                        };
-                                        if reply.tag == tag {
-                                            // Taken directly: sending it would wake this very
-                                            // task, which Tokio treats as a yield and hands
-                                            // other work to another thread.
-                                            ours = Some(kind);
-                                        } else {
-                                            let _ = answer.send(into_result(kind));
-                                        }
-                                    }
-                                    if let Some(kind) = ours {
-                                        return into_result(kind);
-                                    }
-                                }
-                                Ok(None) | Err(_) => {
-                                    let generation = r.generation;
-                                    *reader = None;
-                                    shared.broken(generation, "the session server closed the pipeline");
-                                    break;
-                                }
-                            },
-                        }
-                    }
-                }
-            }
+        if let Some(waker) = waker {
+            waker.wake();
         }
+        answered(reply.await)
     }
 }
 
@@ -191,70 +149,91 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The current stream, opened first if there is none.
-    async fn writer(&self) -> Result<Writer, Status> {
-        if let Some(writer) = self.live_writer() {
-            return Ok(writer);
+    /// Opens a stream unless one is open (waiting while another caller opens one), with a
+    /// task to read it.
+    async fn open(self: &Arc<Self>) -> Result<(), Status> {
+        if let Some((replies, generation)) = self.open_stream().await? {
+            self.runtime
+                .spawn(read(Arc::clone(self), replies, generation));
+        }
+        Ok(())
+    }
+
+    /// Opens a stream unless one is open; returns its replies and generation if it did.
+    async fn open_stream(
+        self: &Arc<Self>,
+    ) -> Result<Option<(Streaming<pb::PipelineResponse>, u64)>, Status> {
+        if self.lock().stream.is_some() {
+            return Ok(None);
         }
         let _opening = self.opening.lock().await;
-        if let Some(writer) = self.live_writer() {
-            return Ok(writer); // opened while we waited
+        if self.lock().stream.is_some() {
+            return Ok(None); // opened while we waited
         }
-        let (out, out_rx) = mpsc::channel(QUEUE);
-        let opened = tokio::time::timeout(
-            self.open_timeout,
-            self.client.clone().pipeline(ReceiverStream::new(out_rx)),
-        )
-        .await;
-        let replies = match opened {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => {
-                return Err(Status::unavailable(format!(
-                    "cannot open the pipeline: {}",
-                    status.message()
-                )));
-            }
-            Err(_) => {
-                return Err(Status::unavailable(format!(
-                    "no answer within {:?}",
-                    self.open_timeout
-                )));
-            }
-        };
         let generation = {
             let mut calls = self.lock();
             calls.opened += 1;
-            calls.opened
+            calls.live = calls.opened;
+            calls.live
         };
-        // The reader goes in before any call can be written to the stream.
-        *self.reader.lock().await = Some(Reader {
-            replies,
+        let outbox = Outbox {
+            shared: Arc::clone(self),
             generation,
-        });
-        let writer = Writer { out, generation };
-        self.lock().stream = Some(writer.clone());
-        Ok(writer)
+        };
+        let opened =
+            tokio::time::timeout(self.open_timeout, self.client.clone().pipeline(outbox)).await;
+        let failed = match opened {
+            Ok(Ok(response)) => {
+                let mut calls = self.lock();
+                if calls.live == generation {
+                    calls.stream = Some(generation);
+                    return Ok(Some((response.into_inner(), generation)));
+                }
+                Status::unavailable("the session server closed the pipeline")
+            }
+            Ok(Err(status)) => {
+                Status::unavailable(format!("cannot open the pipeline: {}", status.message()))
+            }
+            Err(_) => Status::unavailable(format!("no answer within {:?}", self.open_timeout)),
+        };
+        self.broken(generation);
+        Err(failed)
     }
 
-    /// The current stream, unless there is none or it has ended (which fails its calls).
-    fn live_writer(&self) -> Option<Writer> {
-        let writer = self.lock().stream.clone()?;
-        if writer.out.is_closed() {
-            self.broken(writer.generation, "the session server closed the pipeline");
-            return None;
-        }
-        Some(writer)
-    }
-
-    /// Forgets stream `generation` and fails the calls waiting on it.
-    fn broken(&self, generation: u64, why: &str) {
+    /// Fails the calls not sent yet.
+    fn fail_unsent(&self, status: &Status) {
         let mut calls = self.lock();
-        if calls
-            .stream
-            .as_ref()
-            .is_some_and(|w| w.generation == generation)
-        {
+        let unsent: Vec<u64> = calls.outbox.drain(..).map(|c| c.tag).collect();
+        for tag in unsent {
+            if let Some((_, answer)) = calls.pending.remove(&tag) {
+                let _ = answer.send(Err(status.clone()));
+            }
+        }
+    }
+
+    /// Hands out the answers in `response`.
+    fn answer(&self, response: pb::PipelineResponse) {
+        let mut calls = self.lock();
+        for reply in response.replies {
+            if let (Some((_, answer)), Some(kind)) = (calls.pending.remove(&reply.tag), reply.kind)
+            {
+                let _ = answer.send(into_result(kind));
+            }
+        }
+    }
+
+    /// Forgets stream `generation` and fails the calls it carried.
+    fn broken(&self, generation: u64) {
+        let mut calls = self.lock();
+        if calls.stream == Some(generation) {
             calls.stream = None;
+        }
+        if calls.live == generation {
+            calls.live = 0;
+            // The body of that stream ends when it looks again.
+            if let Some(waker) = calls.waker.take() {
+                waker.wake();
+            }
         }
         let failed: Vec<u64> = calls
             .pending
@@ -264,8 +243,79 @@ impl Shared {
             .collect();
         for tag in failed {
             if let Some((_, answer)) = calls.pending.remove(&tag) {
-                let _ = answer.send(Err(Status::unavailable(why.to_owned())));
+                let _ = answer.send(Err(Status::unavailable(
+                    "the session server closed the pipeline",
+                )));
             }
+        }
+    }
+}
+
+/// Reads the replies of stream `generation` until it ends; then sends what the outbox still
+/// holds on a new stream.
+async fn read(
+    shared: Arc<Shared>,
+    mut replies: Streaming<pb::PipelineResponse>,
+    mut generation: u64,
+) {
+    loop {
+        while let Ok(Some(response)) = replies.message().await {
+            shared.answer(response);
+        }
+        shared.broken(generation);
+        if shared.lock().outbox.is_empty() {
+            return; // the next call opens a new stream
+        }
+        match shared.open_stream().await {
+            Ok(Some(next)) => (replies, generation) = next,
+            Ok(None) => return, // a caller opened one, with its own reader
+            Err(status) => {
+                shared.fail_unsent(&status);
+                return;
+            }
+        }
+    }
+}
+
+impl Stream for Outbox {
+    type Item = pb::PipelineRequest;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut calls = self.shared.lock();
+        if calls.live != self.generation || calls.closed {
+            return Poll::Ready(None); // this stream broke, a newer one took over, or all is done
+        }
+        if calls.outbox.is_empty() {
+            calls.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(call) = calls.outbox.front() {
+            let size = call.encoded_len();
+            if batch.len() == MAX_BATCH || (!batch.is_empty() && bytes + size > MAX_BATCH_BYTES) {
+                break;
+            }
+            bytes += size;
+            let call = calls.outbox.pop_front().expect("a call at the front");
+            if let Some((generation, _)) = calls.pending.get_mut(&call.tag) {
+                *generation = self.generation;
+            }
+            batch.push(call);
+        }
+        Poll::Ready(Some(pb::PipelineRequest { calls: batch }))
+    }
+}
+
+impl Drop for Outbox {
+    /// The stream can take no more calls; those still in the outbox wait for the next one.
+    fn drop(&mut self) {
+        let mut calls = self.shared.lock();
+        if calls.stream == Some(self.generation) {
+            calls.stream = None;
+        }
+        if calls.live == self.generation {
+            calls.live = 0;
         }
     }
 }
