@@ -14,6 +14,7 @@ mod report;
 mod scenarios;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use load::Measured;
 use report::{Comparison, Report, Row};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -34,6 +35,11 @@ struct Cli {
     /// Sessions for the memory and scale measurements (default 1,000,000, or 50,000 with --quick).
     #[arg(long)]
     sessions: Option<usize>,
+    /// Rounds of the cart and raw-operation measurements (default 3, or 1 with --quick): the
+    /// variants take turns in each round and the median round counts, so that drift in the
+    /// machine's speed falls on all of them alike.
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Run only these parts (repeatable); all by default.
     #[arg(long, value_enum)]
     only: Vec<Part>,
@@ -65,6 +71,13 @@ enum Command {
     },
 }
 
+/// The run with the median throughput.
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::RedisCart { listen, redis }) = cli.command {
@@ -92,11 +105,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let small = 10_000.min(big);
     eprintln!("building release binaries...");
     procs::build_release()?;
-    let mut report = Report::new(duration, cli.connections);
+    let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
+    let mut report = Report::new(duration, cli.connections, rounds);
 
     let redis = procs::redis_server()?;
     if wanted(Part::Cart) {
-        cart(&cli, &redis, duration, &mut report).await?;
+        cart(&cli, &redis, duration, rounds, &mut report).await?;
     }
     let server = procs::session_server("4GiB")?;
     let mut ids = Vec::new();
@@ -105,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ids = scenarios::create_sessions(server.addr, small).await?;
     }
     if wanted(Part::Ops) {
-        ops(&server, &redis, &ids, duration, &mut report).await?;
+        ops(&server, &redis, &ids, duration, rounds, &mut report).await?;
     }
     if wanted(Part::Memory) {
         memory(&server, &redis, ids, big, duration, &mut report).await?;
@@ -124,6 +138,7 @@ async fn cart(
     cli: &Cli,
     redis: &procs::Proc,
     duration: Duration,
+    rounds: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let server = procs::session_server("4GiB")?;
@@ -134,9 +149,16 @@ async fn cart(
         (false, "GET /Cart (10-item cart)"),
         (true, "POST /Cart (add/remove, CSRF)"),
     ] {
-        for app in [&local, &clustered, &with_redis] {
-            eprintln!("{scenario}: {}...", app.name);
-            let m = scenarios::cart_load(app, cli.connections, duration, posts).await?;
+        let apps = [&local, &clustered, &with_redis];
+        let mut measured: Vec<Vec<Measured>> = apps.iter().map(|_| Vec::new()).collect();
+        for round in 1..=rounds {
+            for (app, runs) in apps.iter().zip(&mut measured) {
+                eprintln!("{scenario}: {} (round {round} of {rounds})...", app.name);
+                runs.push(scenarios::cart_load(app, cli.connections, duration, posts).await?);
+            }
+        }
+        for (app, runs) in apps.iter().zip(measured) {
+            let m = median(runs);
             report
                 .rows
                 .push(Row::new(scenario, &app.name, cli.connections, &m));
@@ -174,15 +196,33 @@ async fn ops(
     redis: &procs::Proc,
     ids: &[String],
     duration: Duration,
+    rounds: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let small = ids.len();
     let ids = Arc::new(ids.to_vec());
     scenarios::redis_load(redis.addr, small).await?;
     for concurrency in [1, 64] {
-        eprintln!("session operations at concurrency {concurrency}...");
-        let ours = scenarios::ours(server.addr, &ids, concurrency, duration).await?;
-        let theirs = scenarios::redis_ops(redis.addr, small, concurrency, duration).await?;
+        let mut runs = [(); 4].map(|_| Vec::new());
+        for round in 1..=rounds {
+            eprintln!(
+                "session operations at concurrency {concurrency} (round {round} of {rounds})..."
+            );
+            let ours = scenarios::ours(server.addr, &ids, concurrency, duration).await?;
+            let theirs = scenarios::redis_ops(redis.addr, small, concurrency, duration).await?;
+            for (runs, m) in runs
+                .iter_mut()
+                .zip([ours.get, ours.apply, theirs.get, theirs.apply])
+            {
+                runs.push(m);
+            }
+        }
+        let [get, apply, their_get, their_apply] = runs.map(median);
+        let ours = scenarios::OpsResult { get, apply };
+        let theirs = scenarios::OpsResult {
+            get: their_get,
+            apply: their_apply,
+        };
         for (op, command, mine, other) in [
             ("get", "Redis HGETALL", &ours.get, &theirs.get),
             ("apply", "Redis HSET", &ours.apply, &theirs.apply),

@@ -75,6 +75,7 @@ impl Comparison {
 pub struct Report {
     pub duration: Duration,
     pub connections: usize,
+    pub rounds: usize,
     pub rows: Vec<Row>,
     pub comparisons: Vec<Comparison>,
     pub memory: Option<(usize, u64, u64)>,
@@ -82,10 +83,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(duration: Duration, connections: usize) -> Self {
+    pub fn new(duration: Duration, connections: usize, rounds: usize) -> Self {
         Self {
             duration,
             connections,
+            rounds,
             rows: Vec::new(),
             comparisons: Vec::new(),
             memory: None,
@@ -145,9 +147,10 @@ impl Report {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "Measured with `cargo run --release -p bench -- --write`: {} s per measurement, {} connections.\n",
+            "Measured with `cargo run --release -p bench -- --write`: {} s per measurement, {} connections; cart pages and raw operations: the median of {} rounds in which the variants take turns.\n",
             self.duration.as_secs(),
-            self.connections
+            self.connections,
+            self.rounds
         );
         let _ = writeln!(
             md,
