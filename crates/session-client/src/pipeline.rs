@@ -116,9 +116,8 @@ impl Pipeline {
 
     pub(crate) async fn call(&self, kind: pb::call::Kind) -> Result<pb::reply::Kind, Status> {
         let shared = &self.shared;
-        shared.open().await?;
         let (answer, reply) = oneshot::channel();
-        let waker = {
+        let (waker, live) = {
             let mut calls = shared.lock();
             calls.next_tag += 1;
             let tag = calls.next_tag;
@@ -127,10 +126,15 @@ impl Pipeline {
                 tag,
                 kind: Some(kind),
             });
-            calls.waker.take()
+            (calls.waker.take(), calls.live != 0)
         };
         if let Some(waker) = waker {
             waker.wake();
+        }
+        if !live {
+            // No stream is open or being opened: open one, which sends the outbox (or, if it
+            // cannot be opened, fails every call in it, ours included).
+            shared.open().await;
         }
         answered(reply.await)
     }
@@ -151,24 +155,25 @@ impl Shared {
 
     /// Opens a stream unless one is open (waiting while another caller opens one), with a
     /// task to read it.
-    async fn open(self: &Arc<Self>) -> Result<(), Status> {
-        if let Some((replies, generation)) = self.open_stream().await? {
+    async fn open(self: &Arc<Self>) {
+        if let Some((replies, generation)) = self.open_stream().await {
             self.runtime
                 .spawn(read(Arc::clone(self), replies, generation));
         }
-        Ok(())
     }
 
-    /// Opens a stream unless one is open; returns its replies and generation if it did.
-    async fn open_stream(
-        self: &Arc<Self>,
-    ) -> Result<Option<(Streaming<pb::PipelineResponse>, u64)>, Status> {
+    /// Opens a stream unless one is open; returns its replies and generation if it did. If it
+    /// cannot, the calls in the outbox fail with the reason.
+    async fn open_stream(self: &Arc<Self>) -> Option<(Streaming<pb::PipelineResponse>, u64)> {
         if self.lock().stream.is_some() {
-            return Ok(None);
+            return None;
         }
         let _opening = self.opening.lock().await;
-        if self.lock().stream.is_some() {
-            return Ok(None); // opened while we waited
+        {
+            let calls = self.lock();
+            if calls.stream.is_some() || calls.closed {
+                return None; // opened while we waited, or no longer wanted
+            }
         }
         let generation = {
             let mut calls = self.lock();
@@ -187,7 +192,7 @@ impl Shared {
                 let mut calls = self.lock();
                 if calls.live == generation {
                     calls.stream = Some(generation);
-                    return Ok(Some((response.into_inner(), generation)));
+                    return Some((response.into_inner(), generation));
                 }
                 Status::unavailable("the session server closed the pipeline")
             }
@@ -197,7 +202,8 @@ impl Shared {
             Err(_) => Status::unavailable(format!("no answer within {:?}", self.open_timeout)),
         };
         self.broken(generation);
-        Err(failed)
+        self.fail_unsent(&failed);
+        None
     }
 
     /// Fails the calls not sent yet.
@@ -266,13 +272,11 @@ async fn read(
         if shared.lock().outbox.is_empty() {
             return; // the next call opens a new stream
         }
+        // Calls that did not make it out go on a new stream (or fail if none opens); if a
+        // caller opened one first, it has its own reader.
         match shared.open_stream().await {
-            Ok(Some(next)) => (replies, generation) = next,
-            Ok(None) => return, // a caller opened one, with its own reader
-            Err(status) => {
-                shared.fail_unsent(&status);
-                return;
-            }
+            Some(next) => (replies, generation) = next,
+            None => return,
         }
     }
 }
