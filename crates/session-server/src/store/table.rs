@@ -5,7 +5,8 @@
 //! its data: a heap node per entry, a hash table of pointers, the id twice, and B-tree nodes
 //! that appends leave half full. Here a session is one 128-byte slot, 4 bytes of index and its
 //! attribute vector; links are slot numbers, not pointers, so nothing else is allocated per
-//! session. Ids come from a CSPRNG, so their first bytes already are a uniform hash.
+//! session. Ids come from a CSPRNG and only the server makes them, so their first bytes already
+//! are a uniform hash that no client can steer.
 
 use crate::id::SessionId;
 use hashbrown::HashTable;
