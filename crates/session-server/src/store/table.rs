@@ -347,6 +347,73 @@ mod tests {
         assert_eq!(t.least_recently_used(), None);
     }
 
+    /// Random operations against a plain model: same members, same LRU order, and every session
+    /// due exactly when its bucket has passed.
+    #[test]
+    fn agrees_with_a_simple_model_under_random_operations() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut t = Table::default();
+        // id -> (value, due); LRU order: oldest first.
+        let mut model: std::collections::HashMap<SessionId, (u32, u64)> = Default::default();
+        let mut order: Vec<SessionId> = Vec::new();
+        let mut now = 0u64;
+        for step in 0..20_000u32 {
+            match rng.random_range(0..6) {
+                0 | 1 => {
+                    let id = SessionId::generate();
+                    let due = now + rng.random_range(0..2_000);
+                    t.insert(id, step, due);
+                    model.insert(id, (step, due));
+                    order.push(id);
+                }
+                2 if !order.is_empty() => {
+                    let id = order.remove(rng.random_range(0..order.len()));
+                    let slot = t.find(&id).expect("a member");
+                    assert_eq!(t.remove(slot), (id, model.remove(&id).expect("modelled").0));
+                }
+                3 if !order.is_empty() => {
+                    let id = order.remove(rng.random_range(0..order.len()));
+                    t.touch(t.find(&id).expect("a member"));
+                    order.push(id);
+                }
+                4 if !order.is_empty() => {
+                    let id = order[rng.random_range(0..order.len())];
+                    let due = now + rng.random_range(0..2_000);
+                    t.refile(t.find(&id).expect("a member"), due);
+                    model.get_mut(&id).expect("modelled").1 = due;
+                }
+                _ => {
+                    now += rng.random_range(0..300);
+                    while let Some(slot) = t.pop_due(now) {
+                        let id = *t.id(slot);
+                        let due = model[&id].1;
+                        assert!(
+                            due / BUCKET_MS < now / BUCKET_MS,
+                            "popped before its bucket passed"
+                        );
+                        // Out of the index until filed again, as the sweep does.
+                        t.refile(slot, NOT_FILED - 1);
+                        model.get_mut(&id).expect("modelled").1 = NOT_FILED - 1;
+                    }
+                    let overdue = model
+                        .values()
+                        .filter(|(_, due)| due / BUCKET_MS < now / BUCKET_MS)
+                        .count();
+                    assert_eq!(overdue, 0, "a session whose bucket passed was not due");
+                }
+            }
+            assert_eq!(t.len(), model.len());
+            assert_eq!(
+                t.least_recently_used().map(|s| *t.id(s)),
+                order.first().copied()
+            );
+        }
+        for (id, (value, _)) in &model {
+            assert_eq!(t.find(id).map(|s| *t.get(s)), Some(*value));
+        }
+    }
+
     #[test]
     fn only_buckets_wholly_past_are_due_and_removal_unfiles() {
         let mut t = Table::default();
