@@ -7,10 +7,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 pub const FIRST_PORT: u16 = 9081;
 pub const SECOND_PORT: u16 = 9082;
 
-/// Where the catalogue lives in a checkout; containers point `--catalog` elsewhere.
 /// Sessions kept in an instance's near cache by default: a few MiB for carts like the sample's.
 pub const DEFAULT_NEAR_CACHE: usize = 100_000;
 
+/// Where the catalogue lives in a checkout; containers point `--catalog` elsewhere.
 pub const DEFAULT_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/cart");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -103,7 +103,7 @@ impl NearCache {
         }
     }
 
-    /// Keeps a copy read or written at `generation`, unless something newer is known.
+    /// Keeps a copy read or written at `generation`, unless something newer is known or held.
     pub(crate) fn store(&self, session: &Session, generation: u64) {
         if !self.live.load(Ordering::Acquire)
             || self.generation.load(Ordering::Acquire) != generation
@@ -111,9 +111,10 @@ impl NearCache {
             return;
         }
         let mut entries = self.entries();
-        let known = entries
-            .peek(&session.info.id)
-            .map_or(0, |e| e.known_version);
+        let known = entries.peek(&session.info.id).map_or(0, |e| {
+            let held = e.session.as_ref().map_or(0, |s| s.info.version);
+            e.known_version.max(held)
+        });
         if session.info.version < known {
             return;
         }
@@ -272,6 +273,15 @@ mod tests {
         assert_eq!(served(&cache, "b", 0), None);
         cache.store(&session("b", 5), generation);
         assert_eq!(served(&cache, "b", 0), Some(5));
+    }
+
+    #[test]
+    fn a_slow_read_does_not_replace_a_newer_copy() {
+        let cache = connected();
+        let generation = cache.generation();
+        cache.store(&session("a", 5), generation); // a write's reply
+        cache.store(&session("a", 4), generation); // a read that was in flight before it
+        assert_eq!(served(&cache, "a", 0), Some(5));
     }
 
     #[test]

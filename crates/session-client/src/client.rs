@@ -237,6 +237,21 @@ impl SessionClient {
         }
     }
 
+    /// Keeps the session a write returned in the near cache; `generation` is the cache's from
+    /// before the call, so a write that raced with a reconnect is not kept.
+    fn remember(
+        &self,
+        generation: Option<u64>,
+        written: WriteResult,
+    ) -> Result<WriteResult, Error> {
+        if let (Some(cache), Some(generation), Some(session)) =
+            (&self.cache, generation, &written.session)
+        {
+            cache.store(session, generation);
+        }
+        Ok(written)
+    }
+
     /// Whether reads can be answered by a near cache.
     pub fn has_near_cache(&self) -> bool {
         self.cache.is_some()
@@ -267,13 +282,8 @@ impl SessionClient {
             returning: returning(return_session),
         };
         let generation = self.cache.as_ref().map(|c| c.generation());
-        let written: WriteResult = call!(self, create, req, Create, Write)?.try_into()?;
-        if let (Some(cache), Some(generation), Some(session)) =
-            (&self.cache, generation, &written.session)
-        {
-            cache.store(session, generation);
-        }
-        Ok(written)
+        let written = call!(self, create, req, Create, Write)?.try_into()?;
+        self.remember(generation, written)
     }
 
     /// The whole session.
@@ -329,13 +339,8 @@ impl SessionClient {
             operations: ops.ops,
             returning: returning(return_session),
         };
-        let written: WriteResult = call!(self, apply, req, Apply, Write)?.try_into()?;
-        if let (Some(cache), Some(generation), Some(session)) =
-            (&self.cache, generation, &written.session)
-        {
-            cache.store(session, generation);
-        }
-        Ok(written)
+        let written = call!(self, apply, req, Apply, Write)?.try_into()?;
+        self.remember(generation, written)
     }
 
     pub async fn invalidate(&self, id: &str) -> Result<(), Error> {

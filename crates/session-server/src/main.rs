@@ -6,7 +6,7 @@ use session_server::{config::ServeArgs, probe, run, shutdown_signal};
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use tokio::net::TcpListener;
 
-/// jemalloc: sizes classes without per-block headers and less fragmentation across threads
+/// jemalloc: size classes without per-block headers and less fragmentation across threads
 /// than glibc's arenas, which matters when the heap is a million small sessions.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

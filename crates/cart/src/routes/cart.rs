@@ -79,15 +79,7 @@ pub async fn view(
         }
         _ => None,
     };
-    let page = CartPage {
-        frame,
-        lines,
-        products: state.catalog.products(),
-        notice,
-    };
-    let html = page
-        .render()
-        .map_err(|e| CartError::Internal(e.to_string()))?;
+    let html = render_page(frame, lines, state.catalog.products(), notice)?;
     Ok(super::html(html))
 }
 

@@ -237,7 +237,8 @@ impl MemoryStore {
     fn get_now(&self, id: &SessionId, query: GetQuery) -> Result<GetOutcome, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let entry = inner.used(id, now, &self.events)?;
+        let slot = inner.used(id, now, &self.events)?;
+        let entry = inner.sessions.get(slot);
         if query.known_version == Some(entry.version) {
             return Ok(GetOutcome::NotModified(entry.info(id)));
         }
@@ -252,13 +253,11 @@ impl MemoryStore {
     ) -> Result<WriteOutcome, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let slot = inner.live(id, now, &self.events)?;
+        let slot = inner.used(id, now, &self.events)?;
         let Inner {
             sessions, interned, ..
         } = &mut *inner;
-        sessions.touch(slot);
         let entry = sessions.get_mut(slot);
-        entry.last_access_ms = now;
         let staged = stage(entry, ops, entry.version + 1, &self.limits)?;
         let old_size = entry.size;
         let changed = if staged.changes.is_empty() {
@@ -365,18 +364,12 @@ impl Inner {
         Ok(slot)
     }
 
-    /// The live entry of `id`, marked as used now.
-    fn used(
-        &mut self,
-        id: &SessionId,
-        now: u64,
-        events: &EventLog,
-    ) -> Result<&mut Entry, StoreError> {
+    /// The slot of live session `id`, marked as used now.
+    fn used(&mut self, id: &SessionId, now: u64, events: &EventLog) -> Result<SlotNo, StoreError> {
         let slot = self.live(id, now, events)?;
         self.sessions.touch(slot);
-        let entry = self.sessions.get_mut(slot);
-        entry.last_access_ms = now;
-        Ok(entry)
+        self.sessions.get_mut(slot).last_access_ms = now;
+        Ok(slot)
     }
 
     fn remove(&mut self, slot: SlotNo) -> Entry {
