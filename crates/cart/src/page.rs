@@ -50,7 +50,7 @@ impl Frame {
         let (total, history, panel, csrf) = match session {
             None => (0, Vec::new(), None, String::new()),
             Some(s) => {
-                let (_, total) = shopper::lines(s)?;
+                let total = s.list_len(shopper::CART)?;
                 let history = shopper::history(s)?
                     .iter()
                     .filter_map(|id| state.catalog.by_id(id).cloned())

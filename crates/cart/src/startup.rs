@@ -83,6 +83,8 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
         catalog,
         settings,
     });
+    let log_requests =
+        tracing::enabled!(target: "actix_web::middleware::logger", tracing::Level::INFO);
     let mut server =
         HttpServer::new(move || {
             App::new()
@@ -94,7 +96,12 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
                     client.clone(),
                     session_config.clone(),
                 ))
-                .wrap(middleware::Logger::new("%s %r %Dms").exclude("/healthz"))
+                // Only when its lines are wanted: it formats every request even when they
+                // are filtered out.
+                .wrap(middleware::Condition::new(
+                    log_requests,
+                    middleware::Logger::new("%s %r %Dms").exclude("/healthz"),
+                ))
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(crate::error::CartError::NotFound)

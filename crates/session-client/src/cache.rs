@@ -22,12 +22,11 @@ use session_proto::v1::EventKind;
 use std::{
     num::NonZeroUsize,
     sync::{
-        Mutex, Weak,
+        Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
-use tokio::sync::broadcast;
 
 /// How often at most a session read from the cache is reported to the server as accessed.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -133,11 +132,30 @@ impl NearCache {
         self.entries().pop(id);
     }
 
+    /// A write to `id` may have taken effect unseen: drops the copy and refuses any copy not
+    /// newer than it, as if an event had announced the next version.
+    pub(crate) fn doubt(&self, id: &str) {
+        let mut entries = self.entries();
+        let next = entries.peek(id).map_or(0, |e| {
+            let held = e.session.as_ref().map_or(0, |s| s.info.version);
+            e.known_version.max(held)
+        }) + 1;
+        entries.put(
+            id.to_owned(),
+            Entry {
+                session: None,
+                known_version: next,
+                server_access: SystemTime::UNIX_EPOCH,
+                last_touch: Instant::now(),
+            },
+        );
+    }
+
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn on_event(&self, event: &session_proto::v1::Event) {
+    pub(crate) fn on_event(&self, event: &session_proto::v1::Event) {
         let mut entries = self.entries();
         match event.kind() {
             EventKind::Changed | EventKind::Created => {
@@ -177,22 +195,13 @@ impl NearCache {
         self.entries().clear();
     }
 
-    /// Follows the watch stream for as long as the cache exists.
-    pub(crate) fn follow(cache: Weak<NearCache>, mut updates: broadcast::Receiver<Update>) {
-        tokio::spawn(async move {
-            loop {
-                let update = updates.recv().await;
-                let Some(cache) = cache.upgrade() else { return };
-                match update {
-                    Ok(Update::Event(event)) => cache.on_event(&event),
-                    Ok(Update::Reset) => cache.clear(true),
-                    Ok(Update::Disconnected) => cache.clear(false),
-                    // Missed updates: nothing cached can be trusted until the next reconnect.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => cache.clear(true),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+    /// Follows the watch stream: called by the task that reads it, for every update.
+    pub(crate) fn on_update(&self, update: &Update) {
+        match update {
+            Update::Event(event) => self.on_event(event),
+            Update::Reset => self.clear(true),
+            Update::Disconnected => self.clear(false),
+        }
     }
 }
 
@@ -240,6 +249,18 @@ mod tests {
             version,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_doubted_session_is_served_again_only_from_a_newer_copy() {
+        let cache = connected();
+        cache.store(&session("a", 3), cache.generation());
+        cache.doubt("a");
+        assert_eq!(served(&cache, "a", 0), None, "the copy may be stale");
+        cache.store(&session("a", 3), cache.generation());
+        assert_eq!(served(&cache, "a", 0), None, "a read in flight is refused");
+        cache.store(&session("a", 4), cache.generation());
+        assert_eq!(served(&cache, "a", 0), Some(4));
     }
 
     #[test]

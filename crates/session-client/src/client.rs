@@ -8,7 +8,7 @@ use crate::{
 use futures_util::{StreamExt, stream::BoxStream};
 use serde::{Serialize, de::DeserializeOwned};
 use session_proto::v1::{
-    self as pb, session_service_client::SessionServiceClient,
+    self as pb, EventKind, session_service_client::SessionServiceClient,
     session_service_server::SessionService,
 };
 use std::{fmt, sync::Arc, time::Duration};
@@ -55,6 +55,9 @@ enum Transport {
     Grpc {
         client: SessionServiceClient<Channel>,
         pipeline: crate::pipeline::Pipeline,
+        /// Tags this client's calls, so its own watch can leave out the events of its own
+        /// writes (see [`SessionClient::with_near_cache`]).
+        origin: u64,
     },
     Local(Arc<LocalService>),
 }
@@ -70,8 +73,10 @@ pub struct SessionClient {
     /// Set by [`SessionClient::with_near_cache`]; shared by every clone.
     cache: Option<Arc<crate::cache::NearCache>>,
     /// The watch subscription the near cache follows, shared with [`SessionClient::subscribe`]
-    /// so that an app server opens one event stream, not one per use.
-    updates: Option<Arc<tokio::sync::broadcast::Receiver<crate::watch::Update>>>,
+    /// so that an app server opens one event stream, not one per use. That stream leaves out
+    /// the events of this client's own writes, which the client announces here itself, without
+    /// a round trip.
+    updates: Option<tokio::sync::broadcast::Sender<crate::watch::Update>>,
 }
 
 impl fmt::Debug for SessionClient {
@@ -158,10 +163,12 @@ impl SessionClient {
         let client = SessionServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
+        let origin = rand::random_range(1..=u64::MAX);
         Ok(Self {
             transport: Transport::Grpc {
-                pipeline: crate::pipeline::Pipeline::start(client.clone(), config.timeout),
+                pipeline: crate::pipeline::Pipeline::start(client.clone(), config.timeout, origin),
                 client,
+                origin,
             },
             timeout: config.timeout,
             cache: None,
@@ -172,11 +179,23 @@ impl SessionClient {
     /// Adds a near cache of up to `capacity` sessions, kept coherent by the watch stream
     /// (see [`crate::cache`]). Reads through [`get_fresh`](Self::get_fresh) are then mostly
     /// answered without a round trip. Needs a Tokio runtime (it starts the watch).
+    ///
+    /// The cache's watch stream leaves out the events of this client's own writes (each would
+    /// cost both processes a message and a few thread wake-ups per write, only to confirm what
+    /// the write's reply already said): the client applies them to the cache and announces
+    /// them to [`subscribe`](Self::subscribe)rs itself.
     pub fn with_near_cache(mut self, capacity: std::num::NonZeroUsize) -> Self {
         let cache = Arc::new(crate::cache::NearCache::new(capacity));
-        let updates = crate::watch::subscribe(self.clone());
-        self.updates = Some(Arc::new(updates.resubscribe()));
-        crate::cache::NearCache::follow(Arc::downgrade(&cache), updates);
+        let bare = Self {
+            cache: None,
+            updates: None,
+            ..self.clone()
+        };
+        self.updates = Some(crate::watch::subscribe_for_cache(
+            bare,
+            self.origin(),
+            Arc::downgrade(&cache),
+        ));
         self.cache = Some(cache);
         self
     }
@@ -185,8 +204,47 @@ impl SessionClient {
     /// cache's stream; otherwise it opens one.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::watch::Update> {
         match &self.updates {
-            Some(updates) => updates.resubscribe(),
+            Some(updates) => updates.subscribe(),
             None => crate::watch::subscribe(self.clone()),
+        }
+    }
+
+    /// Tags this client's pipeline calls; 0 for an in-process service, whose calls are not
+    /// tagged.
+    fn origin(&self) -> u64 {
+        match &self.transport {
+            Transport::Grpc { origin, .. } => *origin,
+            Transport::Local(_) => 0,
+        }
+    }
+
+    /// After a write through this client: the event the server leaves out of this client's
+    /// watch (see [`with_near_cache`](Self::with_near_cache)), applied to the near cache and
+    /// told to subscribers as the server would have. Its `seq` is 0: it is not in the
+    /// server's log.
+    fn announce(&self, event: pb::Event) {
+        let (Some(cache), Some(updates)) = (&self.cache, &self.updates) else {
+            return;
+        };
+        if self.origin() == 0 {
+            return; // untagged calls: the server sends their events like any others
+        }
+        cache.on_event(&event);
+        // Nobody listening is fine.
+        let _ = updates.send(crate::watch::Update::Event(event));
+    }
+
+    /// After a write that may or may not have taken effect (no answer in time): the cached
+    /// copy can no longer be trusted, nor an older one stored by a read in flight.
+    fn doubt(&self, id: &str, error: &Error) {
+        if let Some(cache) = &self.cache
+            && self.origin() != 0
+        {
+            match error {
+                Error::NotFound => cache.forget(id),
+                e if e.may_have_applied() => cache.doubt(id),
+                _ => {} // refused as a whole: nothing changed
+            }
         }
     }
 
@@ -282,7 +340,14 @@ impl SessionClient {
             returning: returning(return_session),
         };
         let generation = self.cache.as_ref().map(|c| c.generation());
-        let written = call!(self, create, req, Create, Write)?.try_into()?;
+        let changed = self.changed_names(&req.operations);
+        let written: WriteResult = call!(self, create, req, Create, Write)?.try_into()?;
+        self.announce(own_event(
+            EventKind::Created,
+            &written.info.id,
+            written.info.version,
+            changed,
+        ));
         self.remember(generation, written)
     }
 
@@ -334,36 +399,79 @@ impl SessionClient {
         return_session: bool,
     ) -> Result<WriteResult, Error> {
         let generation = self.cache.as_ref().map(|c| c.generation());
+        let changed = self.changed_names(&ops.ops);
         let req = pb::ApplyRequest {
             id: id.to_owned(),
             operations: ops.ops,
             returning: returning(return_session),
         };
-        let written = call!(self, apply, req, Apply, Write)?.try_into()?;
+        let written = call!(self, apply, req, Apply, Write).and_then(WriteResult::try_from);
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                self.doubt(id, &e);
+                return Err(e);
+            }
+        };
+        self.announce(own_event(
+            EventKind::Changed,
+            id,
+            written.info.version,
+            changed,
+        ));
         self.remember(generation, written)
     }
 
+    /// The attribute names a write touches, for the event it is announced by; none when
+    /// nothing is announced.
+    fn changed_names(&self, ops: &[pb::Operation]) -> Vec<String> {
+        if self.updates.is_none() {
+            return Vec::new();
+        }
+        ops.iter().map(|o| o.name.clone()).collect()
+    }
+
     pub async fn invalidate(&self, id: &str) -> Result<(), Error> {
-        call!(
+        let result = call!(
             self,
             invalidate,
             pb::InvalidateRequest { id: id.to_owned() },
             Invalidate,
             Invalidate
-        )
-        .map(drop)
+        );
+        match result {
+            Ok(_) => {
+                self.announce(own_event(EventKind::Invalidated, id, 0, Vec::new()));
+                Ok(())
+            }
+            Err(e) => {
+                self.doubt(id, &e);
+                Err(e)
+            }
+        }
     }
 
     /// Gives the session a new id (the old one is NOT_FOUND at once): call it on login.
     pub async fn rotate_id(&self, id: &str) -> Result<SessionInfo, Error> {
-        let resp = call!(
+        let result = call!(
             self,
             rotate_id,
             pb::RotateIdRequest { id: id.to_owned() },
             RotateId,
             RotateId
-        )?;
-        Ok(resp.info.unwrap_or_default().into())
+        );
+        let info: SessionInfo = match result {
+            Ok(resp) => resp.info.unwrap_or_default().into(),
+            Err(e) => {
+                self.doubt(id, &e);
+                return Err(e);
+            }
+        };
+        self.announce(pb::Event {
+            new_id: info.id.clone(),
+            ..own_event(EventKind::IdRotated, id, info.version, Vec::new())
+        });
+        Ok(info)
     }
 
     /// Read-modify-write of one JSON attribute without locks: reads it, calls `f` with its
@@ -416,9 +524,20 @@ impl SessionClient {
         server_epoch: u64,
         after_seq: u64,
     ) -> Result<BoxStream<'static, Result<pb::WatchResponse, Error>>, Error> {
+        self.watch_skipping(server_epoch, after_seq, 0).await
+    }
+
+    /// [`watch_raw`](Self::watch_raw), leaving out the events caused by calls of `origin`.
+    pub(crate) async fn watch_skipping(
+        &self,
+        server_epoch: u64,
+        after_seq: u64,
+        skip_origin: u64,
+    ) -> Result<BoxStream<'static, Result<pb::WatchResponse, Error>>, Error> {
         let req = pb::WatchRequest {
             server_epoch,
             after_seq,
+            skip_origin,
         };
         let stream = match &self.transport {
             Transport::Grpc { client, .. } => {
@@ -434,6 +553,22 @@ impl SessionClient {
             Transport::Local(s) => s.watch(Request::new(req)).await?.into_inner(),
         };
         Ok(stream.map(|item| item.map_err(Error::from)).boxed())
+    }
+}
+
+/// An event of this client's own write, as the server would have sent it.
+fn own_event(kind: EventKind, id: &str, version: u64, changed: Vec<String>) -> pb::Event {
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    pb::Event {
+        seq: 0,
+        kind: kind as i32,
+        session_id: id.to_owned(),
+        version,
+        changed,
+        new_id: String::new(),
+        at_ms,
     }
 }
 

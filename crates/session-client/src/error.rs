@@ -43,6 +43,16 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable(_))
     }
+
+    /// Whether a write that failed so may still have taken effect: no answer in time, or an
+    /// answer that could not be read. Refusals (a conflict, a limit, a bad argument, an
+    /// unknown session) changed nothing, since batches are atomic.
+    pub fn may_have_applied(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::Decode { .. } | Error::Server { .. }
+        )
+    }
 }
 
 impl From<Status> for Error {

@@ -66,6 +66,8 @@ impl Drop for Owner {
 struct Shared {
     client: SessionServiceClient<Channel>,
     open_timeout: Duration,
+    /// Tags every message, and so the events its calls cause (see `PipelineRequest.origin`).
+    origin: u64,
     calls: Mutex<Calls>,
     /// Where reader tasks run: the runtime that made the client, which runs its connection.
     runtime: tokio::runtime::Handle,
@@ -100,10 +102,15 @@ struct Outbox {
 }
 
 impl Pipeline {
-    pub(crate) fn start(client: SessionServiceClient<Channel>, open_timeout: Duration) -> Self {
+    pub(crate) fn start(
+        client: SessionServiceClient<Channel>,
+        open_timeout: Duration,
+        origin: u64,
+    ) -> Self {
         let shared = Arc::new(Shared {
             client,
             open_timeout,
+            origin,
             calls: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
             opening: tokio::sync::Mutex::new(()),
@@ -307,7 +314,10 @@ impl Stream for Outbox {
             }
             batch.push(call);
         }
-        Poll::Ready(Some(pb::PipelineRequest { calls: batch }))
+        Poll::Ready(Some(pb::PipelineRequest {
+            calls: batch,
+            origin: self.shared.origin,
+        }))
     }
 }
 

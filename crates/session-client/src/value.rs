@@ -149,6 +149,18 @@ impl Session {
         }
     }
 
+    /// How many items a list attribute holds, without decoding them; 0 when absent.
+    pub fn list_len(&self, name: &str) -> Result<usize, Error> {
+        match self.attributes.get(name).map(|a| &a.value) {
+            None => Ok(0),
+            Some(Value::List { items, .. }) => Ok(items.len()),
+            Some(_) => Err(Error::Decode {
+                name: name.into(),
+                reason: "not a list".into(),
+            }),
+        }
+    }
+
     /// A counter attribute; 0 when absent.
     pub fn counter(&self, name: &str) -> Result<i64, Error> {
         match self.attributes.get(name).map(|a| &a.value) {

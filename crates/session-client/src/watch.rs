@@ -2,10 +2,10 @@
 //! resumes from the last sequence number it saw, and says [`Update::Reset`] whenever events
 //! may have been missed, so that anything cached from earlier events gets dropped.
 
-use crate::client::SessionClient;
+use crate::{cache::NearCache, client::SessionClient};
 use futures_util::StreamExt;
 use session_proto::v1::{self as pb, watch_response::Kind};
-use std::time::Duration;
+use std::{sync::Weak, time::Duration};
 use tokio::sync::broadcast;
 
 /// Retry delays after a failed connection: doubling from the first to the cap.
@@ -16,6 +16,8 @@ const CHANNEL_CAPACITY: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
+    /// A change. Events of a near-cache client's own writes come from the client itself, with
+    /// `seq` 0.
     Event(pb::Event),
     /// (Re)connected: events may have been missed (first connection, reconnect, server
     /// restart, fell behind), so caches built from earlier events must be dropped.
@@ -27,17 +29,43 @@ pub enum Update {
 /// Starts following every session's events. The task ends when every receiver is dropped.
 pub fn subscribe(client: SessionClient) -> broadcast::Receiver<Update> {
     let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
-    tokio::spawn(follow(client, tx));
+    tokio::spawn(follow(client, tx, 0, Weak::new()));
     rx
 }
 
-async fn follow(client: SessionClient, tx: broadcast::Sender<Update>) {
+/// The near cache's subscription: every update goes to `cache` first, from the task that
+/// reads the stream (no hand-off between tasks), then to whoever subscribes to the returned
+/// sender. Events caused by calls of `skip_origin` are left out. The task ends when the cache
+/// is gone and nobody subscribes.
+pub(crate) fn subscribe_for_cache(
+    client: SessionClient,
+    skip_origin: u64,
+    cache: Weak<NearCache>,
+) -> broadcast::Sender<Update> {
+    let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+    tokio::spawn(follow(client, tx.clone(), skip_origin, cache));
+    tx
+}
+
+async fn follow(
+    client: SessionClient,
+    tx: broadcast::Sender<Update>,
+    skip_origin: u64,
+    cache: Weak<NearCache>,
+) {
+    let wanted = || tx.receiver_count() > 0 || cache.strong_count() > 0;
     let (mut epoch, mut after) = (0u64, 0u64);
     let mut backoff = BACKOFF_FIRST;
     let mut connected = false;
-    while tx.receiver_count() > 0 {
+    let publish = |update: Update| {
+        if let Some(cache) = cache.upgrade() {
+            cache.on_update(&update);
+        }
+        let _ = tx.send(update); // nobody subscribed is fine
+    };
+    while wanted() {
         // A failed connection is the server's absence: wait and try again.
-        if let Ok(mut stream) = client.watch_raw(epoch, after).await {
+        if let Ok(mut stream) = client.watch_skipping(epoch, after, skip_origin).await {
             {
                 while let Some(item) = stream.next().await {
                     let Ok(pb::WatchResponse { kind: Some(kind) }) = item else {
@@ -58,7 +86,8 @@ async fn follow(client: SessionClient, tx: broadcast::Sender<Update>) {
                             Update::Event(event)
                         }
                     };
-                    if tx.send(update).is_err() {
+                    publish(update);
+                    if !wanted() {
                         return;
                     }
                 }
@@ -66,7 +95,7 @@ async fn follow(client: SessionClient, tx: broadcast::Sender<Update>) {
         }
         if connected {
             connected = false;
-            let _ = tx.send(Update::Disconnected);
+            publish(Update::Disconnected);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_CAP);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use session_client::{Error, Ops, SessionClient};
+use session_client::{Error, Ops, SessionClient, watch::Update};
 use session_server::config::ServerConfig;
 use std::{
     num::NonZeroUsize,
@@ -159,4 +159,82 @@ async fn nothing_cached_survives_a_server_restart() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     restarted.stop().await;
+}
+
+async fn next_update(rx: &mut tokio::sync::broadcast::Receiver<Update>) -> Update {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("an update within 10 s")
+        .expect("open")
+}
+
+/// The server leaves a near-cache client's own writes out of its watch stream; the client
+/// announces them itself, at once, so its subscribers miss nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_writes_are_announced_by_the_client_and_not_sent_back_by_the_server() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let mine = cached(&server);
+    let other = server.client();
+    let mut updates = mine.subscribe();
+    assert_eq!(next_update(&mut updates).await, Update::Reset);
+    let id = other.create(Ops::new()).await.expect("create").info.id;
+    assert!(
+        matches!(next_update(&mut updates).await, Update::Event(e) if e.session_id == id && e.seq > 0),
+        "another client's write comes from the server"
+    );
+
+    let written = mine
+        .apply(&id, Ops::new().set_json("a", &1).expect("json"))
+        .await
+        .expect("apply");
+    match updates.try_recv() {
+        Ok(Update::Event(e)) => {
+            assert_eq!(
+                (e.session_id.as_str(), e.seq, e.version),
+                (id.as_str(), 0, written.info.version),
+                "announced by the client before the call returned"
+            );
+            assert_eq!(e.kind(), session_client::EventKind::Changed);
+            assert_eq!(e.changed, vec!["a".to_owned()]);
+        }
+        other => panic!("expected the client's own event at once, got {other:?}"),
+    }
+
+    other
+        .apply(&id, Ops::new().set_json("b", &2).expect("json"))
+        .await
+        .expect("apply");
+    match next_update(&mut updates).await {
+        Update::Event(e) => assert_eq!(
+            (e.seq > 0, e.version),
+            (true, written.info.version + 1),
+            "the next event from the server is the other client's, not an echo of ours"
+        ),
+        other => panic!("expected an event, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+/// A write whose reply carries no session drops the cached copy before it returns, so the
+/// same client never reads its own write back older (no event needs to arrive first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_its_own_writes_from_its_cache_at_once() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let client = cached(&server);
+    let id = client
+        .create(Ops::new().set_json("n", &0).expect("json"))
+        .await
+        .expect("create")
+        .info
+        .id;
+    warm_up(&server, &client, &id).await;
+    for n in 1..=300 {
+        client
+            .apply(&id, Ops::new().set_json("n", &n).expect("json"))
+            .await
+            .expect("apply");
+        let read = client.get_fresh(&id, 0).await.expect("read");
+        assert_eq!(read.get_json::<i32>("n").expect("json"), Some(n));
+    }
+    server.stop().await;
 }

@@ -34,6 +34,19 @@ impl EventKind {
         EventKind::IdRotated,
     ];
 
+    /// Whether the reply to the call that caused it says as much: true of the caller's own
+    /// changes, false of expiry and eviction, which a call can set off for other sessions
+    /// (eviction to make room) and which every watcher must hear.
+    fn answered(self) -> bool {
+        match self {
+            EventKind::Created
+            | EventKind::Changed
+            | EventKind::Invalidated
+            | EventKind::IdRotated => true,
+            EventKind::Expired | EventKind::Evicted => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Created => "created",
@@ -46,9 +59,19 @@ impl EventKind {
     }
 }
 
+tokio::task_local! {
+    /// The origin of the calls the current task is answering (`PipelineRequest.origin`):
+    /// events published meanwhile carry it, so a watcher can leave out its own writes without
+    /// every store passing it along.
+    pub static ORIGIN: u64;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub seq: u64,
+    /// Who caused it (see [`ORIGIN`]); 0 for the server itself (expiry, eviction) and for
+    /// calls that named no origin.
+    pub origin: u64,
     pub kind: EventKind,
     pub session_id: SessionId,
     pub version: u64,
@@ -135,6 +158,11 @@ impl EventLog {
             }
             ring.events.push_back(Arc::new(Event {
                 seq,
+                origin: kind
+                    .answered()
+                    .then(|| ORIGIN.try_with(|o| *o).ok())
+                    .flatten()
+                    .unwrap_or(0),
                 kind,
                 session_id: *session_id,
                 version,
@@ -174,11 +202,13 @@ impl EventLog {
     }
 
     /// A stream of watch items: a hello, then every event after the requested position, then
-    /// live events until the log closes. `server_epoch == 0` starts from now.
+    /// live events until the log closes. `server_epoch == 0` starts from now. Events whose
+    /// origin is `skip_origin` (when non-zero) are left out.
     pub fn watch(
         self: &Arc<Self>,
         server_epoch: u64,
         after_seq: u64,
+        skip_origin: u64,
     ) -> impl Stream<Item = WatchItem> + Send + 'static {
         let (oldest, next) = {
             let ring = self.ring.lock();
@@ -195,6 +225,7 @@ impl EventLog {
             log: Arc::clone(self),
             wake: self.wake.subscribe(),
             cursor,
+            skip_origin,
             pending: VecDeque::from([WatchItem::Hello(hello)]),
         };
         futures_util::stream::unfold(state, WatchState::next)
@@ -205,6 +236,7 @@ struct WatchState {
     log: Arc<EventLog>,
     wake: watch::Receiver<Option<u64>>,
     cursor: u64,
+    skip_origin: u64,
     pending: VecDeque<WatchItem>,
 }
 
@@ -229,8 +261,13 @@ impl WatchState {
                 }
                 Ok(events) => {
                     self.cursor = events[events.len() - 1].seq + 1;
-                    self.pending
-                        .extend(events.into_iter().map(WatchItem::Event));
+                    let skip = self.skip_origin;
+                    self.pending.extend(
+                        events
+                            .into_iter()
+                            .filter(|e| skip == 0 || e.origin != skip)
+                            .map(WatchItem::Event),
+                    );
                 }
                 Err(oldest) => {
                     // Fell behind the ring: say so, and carry on from what is still there.
@@ -243,5 +280,62 @@ impl WatchState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn id() -> SessionId {
+        SessionId::generate()
+    }
+
+    /// Publishes what a call of origin 7 sets off: its own change, and the eviction of another
+    /// session to make room.
+    async fn call_of_origin_7(log: &EventLog) {
+        ORIGIN
+            .scope(7, async {
+                log.publish(EventKind::Changed, &id(), 2, vec!["a".into()], None, 0);
+                log.publish(EventKind::Evicted, &id(), 5, Vec::new(), None, 0);
+            })
+            .await;
+        log.publish(EventKind::Changed, &id(), 1, Vec::new(), None, 0);
+    }
+
+    async fn seen(log: &Arc<EventLog>, skip_origin: u64) -> Vec<(EventKind, u64, u64)> {
+        let watch = log.watch(0, 0, skip_origin);
+        futures_util::pin_mut!(watch);
+        assert!(matches!(watch.next().await, Some(WatchItem::Hello(_))));
+        call_of_origin_7(log).await;
+        let mut events = Vec::new();
+        while let Ok(Some(WatchItem::Event(e))) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), watch.next()).await
+        {
+            events.push((e.kind, e.seq, e.origin));
+        }
+        events
+    }
+
+    #[tokio::test]
+    async fn a_watch_leaves_out_the_changes_of_the_origin_it_names_and_nothing_else() {
+        let log = Arc::new(EventLog::new(100));
+        assert_eq!(
+            seen(&log, 7).await,
+            vec![(EventKind::Evicted, 2, 0), (EventKind::Changed, 3, 0)],
+            "an eviction set off by the call is everybody's news"
+        );
+        let log = Arc::new(EventLog::new(100));
+        assert_eq!(
+            seen(&log, 0).await,
+            vec![
+                (EventKind::Changed, 1, 7),
+                (EventKind::Evicted, 2, 0),
+                (EventKind::Changed, 3, 0)
+            ]
+        );
+        let log = Arc::new(EventLog::new(100));
+        assert_eq!(seen(&log, 8).await.len(), 3, "another origin's watch");
     }
 }

@@ -235,9 +235,12 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
                     message = incoming.message() => message.ok()??,
                 };
                 let mut replies = Vec::with_capacity(batch.calls.len());
-                for call in batch.calls {
-                    replies.push(service.answer(call).await);
-                }
+                let answers = async {
+                    for call in batch.calls {
+                        replies.push(service.answer(call).await);
+                    }
+                };
+                crate::events::ORIGIN.scope(batch.origin, answers).await;
                 Some((Ok(pb::PipelineResponse { replies }), (incoming, service)))
             },
         );
@@ -254,7 +257,7 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
             let req = request.into_inner();
             let stream = self
                 .events
-                .watch(req.server_epoch, req.after_seq)
+                .watch(req.server_epoch, req.after_seq, req.skip_origin)
                 .map(|item| Ok(item.into()));
             Ok(stream.boxed())
         })
