@@ -242,6 +242,28 @@ async fn run_here(conns: Vec<(Conn, Vec<Vec<u8>>)>, expect: u16, duration: Durat
     collect(started, tasks).await
 }
 
+/// Runs `work` on a thread of its own with a single-threaded runtime, as an actix-web worker
+/// runs its handlers: the clients measured then hand work between tasks, not between threads.
+pub async fn isolated<F, Fut, T>(work: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+    T: Send + 'static,
+{
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(work()));
+        let _ = done_tx.send(result);
+    });
+    done_rx
+        .await
+        .context("the measuring thread ended without a result")?
+}
+
 /// Joins per-task counts and histograms into one measurement.
 pub async fn collect(
     started: Instant,

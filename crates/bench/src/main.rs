@@ -208,8 +208,16 @@ async fn ops(
             eprintln!(
                 "session operations at concurrency {concurrency} (round {round} of {rounds})..."
             );
-            let ours = scenarios::ours(server.addr, &ids, concurrency, duration).await?;
-            let theirs = scenarios::redis_ops(redis.addr, small, concurrency, duration).await?;
+            let ours = load::isolated({
+                let (addr, ids) = (server.addr, Arc::clone(&ids));
+                move || async move { scenarios::ours(addr, &ids, concurrency, duration).await }
+            })
+            .await?;
+            let theirs = load::isolated({
+                let addr = redis.addr;
+                move || async move { scenarios::redis_ops(addr, small, concurrency, duration).await }
+            })
+            .await?;
             for (runs, m) in runs
                 .iter_mut()
                 .zip([ours.get, ours.apply, theirs.get, theirs.apply])

@@ -129,6 +129,8 @@ pub fn session_server(capacity: &str) -> anyhow::Result<Proc> {
         capacity,
     ])
     .args(["--idle-timeout", "8h"])
+    // One thread, as Redis has: the machine's cores are shared by everything measured.
+    .args(["--threads", "1"])
     .env("RUST_LOG", "warn");
     start("session-server", cmd, addr)
 }

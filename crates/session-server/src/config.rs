@@ -106,6 +106,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSION_WATCH_BUFFER", default_value_t = DEFAULT_WATCH_BUFFER)]
     pub watch_buffer: usize,
 
+    /// Worker threads (default: one per core). One is plenty for most loads, and better where
+    /// the server shares few cores with app servers: idle workers woken to steal work cost
+    /// more than the calls.
+    #[arg(long, env = "SESSION_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     /// How long shutdown waits for in-flight calls.
     #[arg(long, env = "SESSION_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

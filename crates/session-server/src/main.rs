@@ -37,9 +37,22 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.serve.threads {
+        runtime.worker_threads(threads.into());
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run_command(cli)),
+        Err(e) => {
+            eprintln!("session-server: cannot start its runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Health { addr, timeout }) => match probe::check(&addr, timeout).await {
             Ok(()) => {

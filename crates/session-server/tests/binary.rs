@@ -99,7 +99,7 @@ async fn wait_serving(addr: &str) {
 
 #[tokio::test]
 async fn binary_serves_health_reflection_and_metrics_and_stops_on_sigterm() {
-    let mut server = start(&[]);
+    let mut server = start(&["--threads", "1"]);
     wait_serving(&server.grpc).await;
     assert!(String::from_utf8_lossy(&health(&server.grpc).stdout).contains("SERVING"));
 
@@ -272,6 +272,10 @@ fn start_up_errors_are_one_clear_line() {
     let out = run(&["--capacity", "lots"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--capacity"));
+
+    let out = run(&["--threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 
     let out = run(&["--listen", "nowhere"]);
     assert_eq!(out.status.code(), Some(2));
