@@ -119,7 +119,7 @@ async fn view(
         }),
         csrf,
     };
-    let html = render_page(frame, lines, state.catalog.products(), None).map_err(err)?;
+    let html = render_page(frame, lines, &state.catalog, None).map_err(err)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))

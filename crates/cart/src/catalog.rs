@@ -2,6 +2,7 @@
 //! sample's data stays apart from its code.
 
 use serde::Deserialize;
+use askama::Template;
 use std::{collections::HashMap, path::Path, sync::Arc};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,24 @@ pub struct Catalog {
     products: Arc<Vec<Product>>,
     /// Picture file name to SVG text, loaded once at start.
     pictures: Arc<HashMap<String, String>>,
+    /// The parts of the cart page made of the catalogue alone, rendered once: the same on
+    /// every page, so escaping them per request would be wasted work.
+    choices_html: Arc<str>,
+    list_html: Arc<str>,
+}
+
+/// The `<option>`s of the cart page's item list.
+#[derive(Template)]
+#[template(path = "choices.html")]
+struct Choices<'a> {
+    products: &'a [Product],
+}
+
+/// The `<li>`s of "Our products".
+#[derive(Template)]
+#[template(path = "catalogue.html")]
+struct CatalogueList<'a> {
+    products: &'a [Product],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +97,27 @@ impl Catalog {
         if file.products.is_empty() {
             return Err(CatalogError::Invalid("no products".into()));
         }
+        let products = &file.products;
+        let rendered = |r: askama::Result<String>| {
+            r.map(Arc::from)
+                .map_err(|e| CatalogError::Invalid(format!("cannot render the catalogue: {e}")))
+        };
         Ok(Self {
+            choices_html: rendered(Choices { products }.render())?,
+            list_html: rendered(CatalogueList { products }.render())?,
             products: Arc::new(file.products),
             pictures: Arc::new(pictures),
         })
+    }
+
+    /// The cart page's `<option>`s, one per product, as safe HTML.
+    pub fn choices_html(&self) -> &str {
+        &self.choices_html
+    }
+
+    /// The "Our products" list items, as safe HTML.
+    pub fn list_html(&self) -> &str {
+        &self.list_html
     }
 
     pub fn products(&self) -> &[Product] {

@@ -1,6 +1,6 @@
 //! `/Cart`: the cart page, and the form that adds and removes items.
 
-use crate::{catalog::Product, error::CartError, page::Frame, shopper, startup::AppState};
+use crate::{catalog::Catalog, error::CartError, page::Frame, shopper, startup::AppState};
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use askama::Template;
 use serde::Deserialize;
@@ -21,7 +21,7 @@ pub struct LineView {
 struct CartPage<'a> {
     frame: Frame,
     lines: Vec<LineView>,
-    products: &'a [Product],
+    catalog: &'a Catalog,
     notice: Option<&'static str>,
 }
 
@@ -30,13 +30,13 @@ struct CartPage<'a> {
 pub fn render_page(
     frame: Frame,
     lines: Vec<LineView>,
-    products: &[Product],
+    catalog: &Catalog,
     notice: Option<&'static str>,
 ) -> Result<String, CartError> {
     CartPage {
         frame,
         lines,
-        products,
+        catalog,
         notice,
     }
     .render()
@@ -79,7 +79,7 @@ pub async fn view(
         }
         _ => None,
     };
-    let html = render_page(frame, lines, state.catalog.products(), notice)?;
+    let html = render_page(frame, lines, &state.catalog, notice)?;
     Ok(super::html(html))
 }
 
