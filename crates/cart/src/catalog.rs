@@ -1,8 +1,8 @@
 //! The catalogue: the nine products of the original sample, read from `samples/cart/` so the
 //! sample's data stays apart from its code.
 
-use serde::Deserialize;
 use askama::Template;
+use serde::Deserialize;
 use std::{collections::HashMap, path::Path, sync::Arc};
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,13 +18,11 @@
 
 use crate::{value::Session, watch::Update};
 use lru::LruCache;
+use parking_lot::{Mutex, MutexGuard};
 use session_proto::v1::EventKind;
 use std::{
     num::NonZeroUsize,
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -66,11 +64,8 @@ impl NearCache {
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, LruCache<String, Entry>> {
-        // A panic while holding the lock cannot leave an entry half-written: recover the map.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn entries(&self) -> MutexGuard<'_, LruCache<String, Entry>> {
+        self.entries.lock()
     }
 
     pub(crate) fn lookup(&self, id: &str, min_version: u64) -> Lookup {

@@ -17,12 +17,13 @@
 //! new stream, or fail if none can be opened.
 
 use futures_util::Stream;
+use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
 use session_proto::v1::{self as pb, session_service_client::SessionServiceClient};
 use std::{
     collections::{HashMap, VecDeque},
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -155,9 +156,7 @@ fn answered(
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Calls> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.calls.lock()
     }
 
     /// Opens a stream unless one is open (waiting while another caller opens one), with a
