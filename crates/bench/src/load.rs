@@ -179,35 +179,20 @@ pub async fn run(
     let conns = conns
         .into_iter()
         .map(|(conn, requests)| Ok((conn.stream.into_std()?, conn.buf, requests)))
-        .collect::<std::io::Result<Vec<_>>>();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for the load generator");
-        let measured = runtime.block_on(async move {
-            let conns: Vec<_> = conns?;
-            let conns = conns
-                .into_iter()
-                .map(|(stream, buf, requests)| {
-                    Ok((
-                        Conn {
-                            stream: TcpStream::from_std(stream)?,
-                            buf,
-                        },
-                        requests,
-                    ))
-                })
-                .collect::<std::io::Result<Vec<_>>>()?;
-            Ok::<_, std::io::Error>(run_here(conns, expect, duration).await)
-        });
-        let _ = done_tx.send(measured);
-    });
-    done_rx
-        .await
-        .context("the load generator's thread ended without a result")?
-        .context("the load generator could not take its connections")
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("the load generator could not take its connections")?;
+    isolated(move || async move {
+        let conns = conns
+            .into_iter()
+            .map(|(stream, buf, requests)| {
+                let stream = TcpStream::from_std(stream)?;
+                Ok((Conn { stream, buf }, requests))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("the load generator could not take its connections")?;
+        Ok(run_here(conns, expect, duration).await)
+    })
+    .await
 }
 
 async fn run_here(conns: Vec<(Conn, Vec<Vec<u8>>)>, expect: u16, duration: Duration) -> Measured {

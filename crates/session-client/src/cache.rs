@@ -40,6 +40,25 @@ struct Entry {
     last_touch: Instant,
 }
 
+impl Entry {
+    /// Only a version: a read that raced with the news of `known_version` cannot store an
+    /// older copy afterwards.
+    fn tombstone(known_version: u64) -> Self {
+        Self {
+            session: None,
+            known_version,
+            server_access: SystemTime::UNIX_EPOCH,
+            last_touch: Instant::now(),
+        }
+    }
+
+    /// The newest version this entry knows of, announced or held.
+    fn newest(&self) -> u64 {
+        let held = self.session.as_ref().map_or(0, |s| s.info.version);
+        self.known_version.max(held)
+    }
+}
+
 #[derive(Debug)]
 pub struct NearCache {
     entries: Mutex<LruCache<String, Entry>>,
@@ -105,10 +124,7 @@ impl NearCache {
             return;
         }
         let mut entries = self.entries();
-        let known = entries.peek(&session.info.id).map_or(0, |e| {
-            let held = e.session.as_ref().map_or(0, |s| s.info.version);
-            e.known_version.max(held)
-        });
+        let known = entries.peek(&session.info.id).map_or(0, Entry::newest);
         if session.info.version < known {
             return;
         }
@@ -131,19 +147,8 @@ impl NearCache {
     /// newer than it, as if an event had announced the next version.
     pub(crate) fn doubt(&self, id: &str) {
         let mut entries = self.entries();
-        let next = entries.peek(id).map_or(0, |e| {
-            let held = e.session.as_ref().map_or(0, |s| s.info.version);
-            e.known_version.max(held)
-        }) + 1;
-        entries.put(
-            id.to_owned(),
-            Entry {
-                session: None,
-                known_version: next,
-                server_access: SystemTime::UNIX_EPOCH,
-                last_touch: Instant::now(),
-            },
-        );
+        let next = entries.peek(id).map_or(0, Entry::newest) + 1;
+        entries.put(id.to_owned(), Entry::tombstone(next));
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -167,13 +172,7 @@ impl NearCache {
                         }
                     }
                     None => {
-                        let tombstone = Entry {
-                            session: None,
-                            known_version: event.version,
-                            server_access: SystemTime::UNIX_EPOCH,
-                            last_touch: Instant::now(),
-                        };
-                        entries.put(event.session_id.clone(), tombstone);
+                        entries.put(event.session_id.clone(), Entry::tombstone(event.version));
                     }
                 }
             }

@@ -218,17 +218,28 @@ impl SessionClient {
         }
     }
 
+    /// The near cache and its subscribers, when the server leaves this client's own writes
+    /// out of their watch, so that the client must apply them itself.
+    fn own_writes(
+        &self,
+    ) -> Option<(
+        &crate::cache::NearCache,
+        &tokio::sync::broadcast::Sender<crate::watch::Update>,
+    )> {
+        match (&self.cache, &self.updates) {
+            (Some(cache), Some(updates)) if self.origin() != 0 => Some((cache, updates)),
+            _ => None,
+        }
+    }
+
     /// After a write through this client: the event the server leaves out of this client's
     /// watch (see [`with_near_cache`](Self::with_near_cache)), applied to the near cache and
     /// told to subscribers as the server would have. Its `seq` is 0: it is not in the
     /// server's log.
     fn announce(&self, event: pb::Event) {
-        let (Some(cache), Some(updates)) = (&self.cache, &self.updates) else {
-            return;
+        let Some((cache, updates)) = self.own_writes() else {
+            return; // the watch brings this write's event like any other
         };
-        if self.origin() == 0 {
-            return; // untagged calls: the server sends their events like any others
-        }
         cache.on_event(&event);
         // Nobody listening is fine.
         let _ = updates.send(crate::watch::Update::Event(event));
@@ -237,9 +248,7 @@ impl SessionClient {
     /// After a write that may or may not have taken effect (no answer in time): the cached
     /// copy can no longer be trusted, nor an older one stored by a read in flight.
     fn doubt(&self, id: &str, error: &Error) {
-        if let Some(cache) = &self.cache
-            && self.origin() != 0
-        {
+        if let Some((cache, _)) = self.own_writes() {
             match error {
                 Error::NotFound => cache.forget(id),
                 e if e.may_have_applied() => cache.doubt(id),
@@ -425,7 +434,7 @@ impl SessionClient {
     /// The attribute names a write touches, for the event it is announced by; none when
     /// nothing is announced.
     fn changed_names(&self, ops: &[pb::Operation]) -> Vec<String> {
-        if self.updates.is_none() {
+        if self.own_writes().is_none() {
             return Vec::new();
         }
         ops.iter().map(|o| o.name.clone()).collect()

@@ -35,6 +35,13 @@ async fn warm_up(server: &common::TestServer, client: &SessionClient, id: &str) 
     }
 }
 
+/// A new session made with `ops`, which `client` then answers from its cache.
+async fn cached_session(server: &common::TestServer, client: &SessionClient, ops: Ops) -> String {
+    let id = client.create(ops).await.expect("create").info.id;
+    warm_up(server, client, &id).await;
+    id
+}
+
 async fn gets(server: &common::TestServer) -> f64 {
     let text = server.metrics().await;
     text.lines()
@@ -46,13 +53,12 @@ async fn gets(server: &common::TestServer) -> f64 {
 async fn repeated_reads_are_answered_without_a_round_trip() {
     let server = common::spawn(ServerConfig::default()).await;
     let client = cached(&server);
-    let id = client
-        .create(Ops::new().set_json("a", &1).expect("json"))
-        .await
-        .expect("create")
-        .info
-        .id;
-    warm_up(&server, &client, &id).await;
+    let id = cached_session(
+        &server,
+        &client,
+        Ops::new().set_json("a", &1).expect("json"),
+    )
+    .await;
     let before = gets(&server).await;
     for _ in 0..100 {
         assert_eq!(
@@ -76,13 +82,7 @@ async fn repeated_reads_are_answered_without_a_round_trip() {
 async fn a_change_made_elsewhere_replaces_the_cached_copy() {
     let server = common::spawn(ServerConfig::default()).await;
     let (cached, other) = (cached(&server), server.client());
-    let id = cached
-        .create(Ops::new().counter_add("n", 1))
-        .await
-        .expect("create")
-        .info
-        .id;
-    warm_up(&server, &cached, &id).await;
+    let id = cached_session(&server, &cached, Ops::new().counter_add("n", 1)).await;
 
     // A caller that knows the new version (read-your-writes) gets it at once.
     let written = other
@@ -132,13 +132,12 @@ async fn nothing_cached_survives_a_server_restart() {
     let server = common::spawn(ServerConfig::default()).await;
     let addr = server.addr;
     let client = cached(&server);
-    let id = client
-        .create(Ops::new().set_json("a", &1).expect("json"))
-        .await
-        .expect("create")
-        .info
-        .id;
-    warm_up(&server, &client, &id).await;
+    let id = cached_session(
+        &server,
+        &client,
+        Ops::new().set_json("a", &1).expect("json"),
+    )
+    .await;
     server.stop().await;
 
     let restarted = common::spawn_on(
@@ -161,13 +160,6 @@ async fn nothing_cached_survives_a_server_restart() {
     restarted.stop().await;
 }
 
-async fn next_update(rx: &mut tokio::sync::broadcast::Receiver<Update>) -> Update {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("an update within 10 s")
-        .expect("open")
-}
-
 /// The server leaves a near-cache client's own writes out of its watch stream; the client
 /// announces them itself, at once, so its subscribers miss nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,10 +168,10 @@ async fn own_writes_are_announced_by_the_client_and_not_sent_back_by_the_server(
     let mine = cached(&server);
     let other = server.client();
     let mut updates = mine.subscribe();
-    assert_eq!(next_update(&mut updates).await, Update::Reset);
+    assert_eq!(common::next_update(&mut updates).await, Update::Reset);
     let id = other.create(Ops::new()).await.expect("create").info.id;
     assert!(
-        matches!(next_update(&mut updates).await, Update::Event(e) if e.session_id == id && e.seq > 0),
+        matches!(common::next_update(&mut updates).await, Update::Event(e) if e.session_id == id && e.seq > 0),
         "another client's write comes from the server"
     );
 
@@ -204,7 +196,7 @@ async fn own_writes_are_announced_by_the_client_and_not_sent_back_by_the_server(
         .apply(&id, Ops::new().set_json("b", &2).expect("json"))
         .await
         .expect("apply");
-    match next_update(&mut updates).await {
+    match common::next_update(&mut updates).await {
         Update::Event(e) => assert_eq!(
             (e.seq > 0, e.version),
             (true, written.info.version + 1),
@@ -221,13 +213,12 @@ async fn own_writes_are_announced_by_the_client_and_not_sent_back_by_the_server(
 async fn a_client_reads_its_own_writes_from_its_cache_at_once() {
     let server = common::spawn(ServerConfig::default()).await;
     let client = cached(&server);
-    let id = client
-        .create(Ops::new().set_json("n", &0).expect("json"))
-        .await
-        .expect("create")
-        .info
-        .id;
-    warm_up(&server, &client, &id).await;
+    let id = cached_session(
+        &server,
+        &client,
+        Ops::new().set_json("n", &0).expect("json"),
+    )
+    .await;
     for n in 1..=300 {
         client
             .apply(&id, Ops::new().set_json("n", &n).expect("json"))

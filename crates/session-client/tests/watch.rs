@@ -179,21 +179,26 @@ async fn subscription_survives_a_server_restart_and_says_reset() {
     let client: SessionClient = server.client();
     let mut updates = watch::subscribe(client.clone());
     assert_eq!(
-        recv(&mut updates).await,
+        common::next_update(&mut updates).await,
         watch::Update::Reset,
         "first connection"
     );
     let id = client.create(Ops::new()).await.expect("create").info.id;
-    assert!(matches!(recv(&mut updates).await, watch::Update::Event(e) if e.session_id == id));
+    assert!(
+        matches!(common::next_update(&mut updates).await, watch::Update::Event(e) if e.session_id == id)
+    );
 
     server.stop().await;
-    assert_eq!(recv(&mut updates).await, watch::Update::Disconnected);
+    assert_eq!(
+        common::next_update(&mut updates).await,
+        watch::Update::Disconnected
+    );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("rebind the same port");
     let restarted = common::spawn_on(listener, ServerConfig::default()).await;
     assert_eq!(
-        recv(&mut updates).await,
+        common::next_update(&mut updates).await,
         watch::Update::Reset,
         "a new epoch: caches must be dropped"
     );
@@ -203,13 +208,8 @@ async fn subscription_survives_a_server_restart_and_says_reset() {
         .expect("the same client works again")
         .info
         .id;
-    assert!(matches!(recv(&mut updates).await, watch::Update::Event(e) if e.session_id == id));
+    assert!(
+        matches!(common::next_update(&mut updates).await, watch::Update::Event(e) if e.session_id == id)
+    );
     restarted.stop().await;
-}
-
-async fn recv(rx: &mut tokio::sync::broadcast::Receiver<watch::Update>) -> watch::Update {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("an update within 10 s")
-        .expect("open")
 }

@@ -288,20 +288,37 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
-    fn id() -> SessionId {
-        SessionId::generate()
-    }
-
     /// Publishes what a call of origin 7 sets off: its own change, and the eviction of another
     /// session to make room.
     async fn call_of_origin_7(log: &EventLog) {
         ORIGIN
             .scope(7, async {
-                log.publish(EventKind::Changed, &id(), 2, vec!["a".into()], None, 0);
-                log.publish(EventKind::Evicted, &id(), 5, Vec::new(), None, 0);
+                log.publish(
+                    EventKind::Changed,
+                    &SessionId::generate(),
+                    2,
+                    vec!["a".into()],
+                    None,
+                    0,
+                );
+                log.publish(
+                    EventKind::Evicted,
+                    &SessionId::generate(),
+                    5,
+                    Vec::new(),
+                    None,
+                    0,
+                );
             })
             .await;
-        log.publish(EventKind::Changed, &id(), 1, Vec::new(), None, 0);
+        log.publish(
+            EventKind::Changed,
+            &SessionId::generate(),
+            1,
+            Vec::new(),
+            None,
+            0,
+        );
     }
 
     async fn seen(log: &Arc<EventLog>, skip_origin: u64) -> Vec<(EventKind, u64, u64)> {

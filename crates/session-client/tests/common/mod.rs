@@ -1,7 +1,7 @@
 //! Starts a real session server on 127.0.0.1:0 for a test, and stops it.
 #![allow(dead_code)] // each test file uses a different part
 
-use session_client::{ClientConfig, SessionClient};
+use session_client::{ClientConfig, SessionClient, watch::Update};
 use session_server::{ServerError, config::ServerConfig, probe};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -41,6 +41,14 @@ pub async fn spawn_on(grpc: TcpListener, config: ServerConfig) -> TestServer {
         stop: Some(stop),
         task,
     }
+}
+
+/// The next update of a subscription, within 10 s.
+pub async fn next_update(rx: &mut tokio::sync::broadcast::Receiver<Update>) -> Update {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("an update within 10 s")
+        .expect("open")
 }
 
 /// Polls the health check until SERVING: no sleeping for a guessed start-up time.
