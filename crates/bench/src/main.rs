@@ -16,6 +16,7 @@ mod scenarios;
 use clap::{Parser, Subcommand, ValueEnum};
 use load::Measured;
 use report::{Comparison, Report, Row};
+use session_client::Protocol;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 #[derive(Debug, Parser)]
@@ -203,42 +204,62 @@ async fn ops(
     let ids = Arc::new(ids.to_vec());
     scenarios::redis_load(redis.addr, small).await?;
     for concurrency in [1, 64] {
-        let mut runs = [(); 4].map(|_| Vec::new());
+        let mut runs = [(); 6].map(|_| Vec::new());
         for round in 1..=rounds {
             eprintln!(
                 "session operations at concurrency {concurrency} (round {round} of {rounds})..."
             );
-            let ours = load::isolated({
+            let [ours, over_grpc] = [Protocol::Framed, Protocol::Grpc].map(|protocol| {
                 let (addr, ids) = (server.addr, Arc::clone(&ids));
-                move || async move { scenarios::ours(addr, &ids, concurrency, duration).await }
-            })
-            .await?;
+                load::isolated(move || async move {
+                    scenarios::ours(addr, protocol, &ids, concurrency, duration).await
+                })
+            });
+            let ours = ours.await?;
+            let over_grpc = over_grpc.await?;
             let theirs = load::isolated({
                 let addr = redis.addr;
                 move || async move { scenarios::redis_ops(addr, small, concurrency, duration).await }
             })
             .await?;
-            for (runs, m) in runs
-                .iter_mut()
-                .zip([ours.get, ours.apply, theirs.get, theirs.apply])
-            {
+            for (runs, m) in runs.iter_mut().zip([
+                ours.get,
+                ours.apply,
+                theirs.get,
+                theirs.apply,
+                over_grpc.get,
+                over_grpc.apply,
+            ]) {
                 runs.push(m);
             }
         }
-        let [get, apply, their_get, their_apply] = runs.map(median);
+        let [get, apply, their_get, their_apply, grpc_get, grpc_apply] = runs.map(median);
         let ours = scenarios::OpsResult { get, apply };
         let theirs = scenarios::OpsResult {
             get: their_get,
             apply: their_apply,
         };
-        for (op, command, mine, other) in [
-            ("get", "Redis HGETALL", &ours.get, &theirs.get),
-            ("apply", "Redis HSET", &ours.apply, &theirs.apply),
+        for (op, command, mine, other, grpc) in [
+            ("get", "Redis HGETALL", &ours.get, &theirs.get, &grpc_get),
+            (
+                "apply",
+                "Redis HSET",
+                &ours.apply,
+                &theirs.apply,
+                &grpc_apply,
+            ),
         ] {
             let label = format!("{op} (c={concurrency}, {small} sessions)");
             report
                 .rows
                 .push(Row::new(&label, "session-server", concurrency, mine));
+            // The same calls over the gRPC pipeline, for comparison (no target).
+            report.rows.push(Row::new(
+                &label,
+                "session-server, gRPC pipeline",
+                concurrency,
+                grpc,
+            ));
             report
                 .rows
                 .push(Row::new(&label, command, concurrency, other));
@@ -296,7 +317,7 @@ async fn memory(
     // Measured as the 10k-session figure it is compared with was.
     let at_big = load::isolated({
         let addr = server.addr;
-        move || async move { scenarios::ours(addr, &all, 1, duration).await }
+        move || async move { scenarios::ours(addr, Protocol::default(), &all, 1, duration).await }
     })
     .await?
     .get;

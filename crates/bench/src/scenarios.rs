@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use redis::AsyncCommands;
-use session_client::{ClientConfig, Ops, SessionClient};
+use session_client::{ClientConfig, Ops, Protocol, SessionClient};
 use std::{
     net::SocketAddr,
     sync::Arc,
@@ -114,6 +114,7 @@ pub struct OpsResult {
 
 pub async fn ours(
     server: SocketAddr,
+    protocol: Protocol,
     ids: &Arc<Vec<String>>,
     concurrency: usize,
     duration: Duration,
@@ -121,6 +122,7 @@ pub async fn ours(
     let client = SessionClient::connect_lazy(ClientConfig {
         endpoints: vec![format!("http://{server}")],
         timeout: Duration::from_secs(5),
+        protocol,
     })?;
     let get = drive(concurrency, duration, {
         let (client, ids) = (client.clone(), Arc::clone(ids));
@@ -154,6 +156,7 @@ pub async fn create_sessions(server: SocketAddr, n: usize) -> anyhow::Result<Vec
     let client = SessionClient::connect_lazy(ClientConfig {
         endpoints: vec![format!("http://{server}")],
         timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
     })?;
     let mut ids = Vec::with_capacity(n);
     let batch = 64;

@@ -1,6 +1,6 @@
 //! Configuration of a cart instance: flags, each with an environment variable twin.
 
-use session_client::{DEFAULT_TIMEOUT, default_server_url};
+use session_client::{DEFAULT_TIMEOUT, Protocol, default_server_url};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// The tutorial's two instances.
@@ -55,6 +55,11 @@ pub struct CartArgs {
     #[arg(long, env = "CART_SESSION_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub session_timeout: Duration,
 
+    /// How calls reach the session server: framed (the fastest) or grpc (when only gRPC gets
+    /// through, as with a gRPC proxy between).
+    #[arg(long, env = "CART_SESSION_PROTOCOL", default_value_t = Protocol::default())]
+    pub session_protocol: Protocol,
+
     /// Mark the session cookie Secure even when requests do not arrive over TLS (behind a
     /// TLS-terminating proxy).
     #[arg(long, env = "CART_SECURE_COOKIE")]
@@ -79,6 +84,7 @@ pub struct Settings {
     pub mode: SessionMode,
     pub session_servers: Vec<String>,
     pub session_timeout: Duration,
+    pub session_protocol: Protocol,
     pub secure_cookie: Option<bool>,
     pub catalog: PathBuf,
     pub near_cache: usize,
@@ -111,6 +117,7 @@ impl CartArgs {
             mode: self.sessions,
             session_servers: self.session_server.clone(),
             session_timeout: self.session_timeout,
+            session_protocol: self.session_protocol,
             secure_cookie: self.secure_cookie.then_some(true),
             catalog: self.catalog.clone(),
             near_cache: self.near_cache,
@@ -134,6 +141,7 @@ impl Settings {
             mode: SessionMode::Clustered,
             session_servers: vec![default_server_url()],
             session_timeout: DEFAULT_TIMEOUT,
+            session_protocol: Protocol::default(),
             secure_cookie: None,
             catalog: DEFAULT_CATALOG.into(),
             near_cache: DEFAULT_NEAR_CACHE,

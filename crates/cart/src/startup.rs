@@ -48,6 +48,7 @@ pub fn session_client(settings: &Settings) -> Result<SessionClient, StartError> 
             let client = SessionClient::connect_lazy(ClientConfig {
                 endpoints: settings.session_servers.clone(),
                 timeout: settings.session_timeout,
+                protocol: settings.session_protocol,
             })?;
             match std::num::NonZeroUsize::new(settings.near_cache) {
                 Some(capacity) => client.with_near_cache(capacity),

@@ -23,7 +23,9 @@ mod pipeline;
 pub mod value;
 pub mod watch;
 
-pub use client::{ClientConfig, DEFAULT_TIMEOUT, LocalService, SessionClient, default_server_url};
+pub use client::{
+    ClientConfig, DEFAULT_TIMEOUT, LocalService, Protocol, SessionClient, default_server_url,
+};
 pub use error::Error;
 pub use session_proto::v1::{Event, EventKind, OpResult};
 pub use value::{Attribute, JSON, Ops, Session, SessionInfo, Value, WriteResult};

@@ -1,34 +1,43 @@
-//! Calls over one long-lived `Pipeline` stream instead of one unary RPC each.
+//! Calls over one long-lived stream instead of one unary RPC each.
 //!
 //! A unary gRPC call costs an HTTP/2 stream, two header blocks and a trip through the whole
 //! tower stack at both ends: that, not the map lookup, is most of a session read's CPU. Here
-//! all calls of a client share a single stream; replies are routed back by tag.
+//! all calls of a client share a single stream; replies are routed back by tag. The stream is
+//! a framed connection by default ([`Connector::Framed`]: the same messages without HTTP/2,
+//! whose per-message work still cost as much as the rest of a lone call), or the `Pipeline`
+//! gRPC RPC.
 //!
-//! Sending needs no task of its own: a caller puts its call in the outbox, which is the
-//! stream's request body, and when HTTP/2 next asks for data it gets every call waiting, as one
-//! message (so concurrent calls coalesce into batches). One task per stream reads the replies
-//! and hands them out; it runs on the runtime where the client was made, next to the HTTP/2
-//! connection, so that the hop from connection to reader stays on one thread (app servers such
-//! as actix-web call from other threads). Every hand-off between tasks is a wake-up, and past a
-//! few in a row Tokio moves work to another thread: the relay task that used to sit on the
-//! sending side too cost a lone call two more.
+//! A caller puts its call in the outbox, a stream of request messages: each time it is polled
+//! it gives every call waiting as one message (so concurrent calls coalesce into batches).
+//! On gRPC the outbox is the request body, polled by HTTP/2; on a framed connection a writer
+//! task polls it and flushes when it runs dry. One task per stream reads the replies and
+//! hands them out. Both run on the runtime where the client was made, next to the connection,
+//! so that their hops stay on one thread (app servers such as actix-web call from other
+//! threads). Every hand-off between tasks is a wake-up, and past a few in a row Tokio moves
+//! work to another thread: the relay task that used to sit on the sending side of the gRPC
+//! stream cost a lone call two more.
 //!
 //! A broken stream fails the calls sent on it as unavailable; calls not yet sent go out on a
 //! new stream, or fail if none can be opened.
 
-use futures_util::Stream;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, stream::BoxStream};
 use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
 use session_proto::v1::{self as pb, session_service_client::SessionServiceClient};
 use std::{
     collections::{HashMap, VecDeque},
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll, Waker},
     time::Duration,
 };
-use tokio::sync::oneshot;
-use tonic::{Code, Status, Streaming, transport::Channel};
+use tokio::{io::AsyncWriteExt, net::TcpStream, sync::oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tonic::{Code, Status, transport::Channel};
 
 /// Most calls sent in one message.
 const MAX_BATCH: usize = 256;
@@ -39,6 +48,22 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 const UNSENT: u64 = 0;
 
 type Answer = oneshot::Sender<Result<pb::reply::Kind, Status>>;
+/// The reply messages of one stream, until it ends.
+type Replies = BoxStream<'static, Result<pb::PipelineResponse, Status>>;
+
+/// How streams are opened: the `Pipeline` gRPC RPC, or a framed connection to the same port
+/// (see `session_proto::FRAMED_PREFACE`), which carries the same messages without HTTP/2's
+/// per-message work.
+#[derive(Debug)]
+pub(crate) enum Connector {
+    Grpc(SessionServiceClient<Channel>),
+    Framed {
+        /// `host:port` of each server, tried in turn.
+        addrs: Vec<String>,
+        /// The next one to try.
+        next: AtomicUsize,
+    },
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
@@ -65,7 +90,7 @@ impl Drop for Owner {
 
 #[derive(Debug)]
 struct Shared {
-    client: SessionServiceClient<Channel>,
+    connector: Connector,
     open_timeout: Duration,
     /// Tags every message, and so the events its calls cause (see `PipelineRequest.origin`).
     origin: u64,
@@ -96,20 +121,17 @@ struct Calls {
     closed: bool,
 }
 
-/// The request body of stream `generation`: the outbox, drained by HTTP/2 as it sends.
+/// The requests of stream `generation`: the outbox, drained by HTTP/2 or the writer task as
+/// they send.
 struct Outbox {
     shared: Arc<Shared>,
     generation: u64,
 }
 
 impl Pipeline {
-    pub(crate) fn start(
-        client: SessionServiceClient<Channel>,
-        open_timeout: Duration,
-        origin: u64,
-    ) -> Self {
+    pub(crate) fn start(connector: Connector, open_timeout: Duration, origin: u64) -> Self {
         let shared = Arc::new(Shared {
-            client,
+            connector,
             open_timeout,
             origin,
             calls: Mutex::default(),
@@ -170,7 +192,7 @@ impl Shared {
 
     /// Opens a stream unless one is open; returns its replies and generation if it did. If it
     /// cannot, the calls in the outbox fail with the reason.
-    async fn open_stream(self: &Arc<Self>) -> Option<(Streaming<pb::PipelineResponse>, u64)> {
+    async fn open_stream(self: &Arc<Self>) -> Option<(Replies, u64)> {
         if self.lock().stream.is_some() {
             return None;
         }
@@ -191,14 +213,13 @@ impl Shared {
             shared: Arc::clone(self),
             generation,
         };
-        let opened =
-            tokio::time::timeout(self.open_timeout, self.client.clone().pipeline(outbox)).await;
+        let opened = tokio::time::timeout(self.open_timeout, self.connect(outbox)).await;
         let failed = match opened {
-            Ok(Ok(response)) => {
+            Ok(Ok(replies)) => {
                 let mut calls = self.lock();
                 if calls.live == generation {
                     calls.stream = Some(generation);
-                    return Some((response.into_inner(), generation));
+                    return Some((replies, generation));
                 }
                 Status::unavailable("the session server closed the pipeline")
             }
@@ -210,6 +231,39 @@ impl Shared {
         self.broken(generation);
         self.fail_unsent(&failed);
         None
+    }
+
+    /// Opens a stream whose requests are `outbox`.
+    async fn connect(&self, outbox: Outbox) -> Result<Replies, Status> {
+        match &self.connector {
+            Connector::Grpc(client) => {
+                let replies = client.clone().pipeline(outbox).await?.into_inner();
+                Ok(replies.boxed())
+            }
+            Connector::Framed { addrs, next } => {
+                let first = next.fetch_add(1, Ordering::Relaxed);
+                let mut last = None;
+                for i in 0..addrs.len() {
+                    let addr = &addrs[(first + i) % addrs.len()];
+                    // Connected on the client's runtime, so that the connection's readiness
+                    // wakes the reader and writer there, with no hop through a caller's thread.
+                    let connecting = tokio::time::timeout(
+                        self.open_timeout,
+                        connect_framed(addr.clone(), self.open_timeout),
+                    );
+                    let connected = match self.runtime.spawn(connecting).await {
+                        Ok(Ok(connected)) => connected,
+                        Ok(Err(_)) => Err(std::io::ErrorKind::TimedOut.into()),
+                        Err(e) => Err(std::io::Error::other(e)),
+                    };
+                    match connected {
+                        Ok(stream) => return Ok(framed(stream, outbox, &self.runtime)),
+                        Err(e) => last = Some(format!("{addr}: {e}")),
+                    }
+                }
+                Err(Status::unavailable(last.unwrap_or_default()))
+            }
+        }
     }
 
     /// Fails the calls not sent yet.
@@ -263,15 +317,55 @@ impl Shared {
     }
 }
 
+/// A TCP connection to `addr` that has sent the framed preface.
+async fn connect_framed(addr: String, timeout: Duration) -> std::io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await?;
+    // No Nagle delay: a call's bytes must leave at once.
+    stream.set_nodelay(true)?;
+    // A server that vanishes without closing (a cut network) is noticed: idle connections
+    // by keepalive probes, busy ones by unacknowledged data, each within a few timeouts.
+    // (Keepalive counts whole seconds, at least one.)
+    let probe_every = timeout.max(Duration::from_secs(1));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(probe_every)
+        .with_interval(probe_every);
+    let socket = socket2::SockRef::from(&stream);
+    #[cfg(target_os = "linux")]
+    let keepalive = {
+        socket.set_tcp_user_timeout(Some(timeout * 3))?;
+        keepalive.with_retries(2)
+    };
+    socket.set_tcp_keepalive(&keepalive)?;
+    stream.write_all(session_proto::FRAMED_PREFACE).await?;
+    Ok(stream)
+}
+
+/// A framed stream on `stream`: a task on `runtime` writes what the outbox holds (every call
+/// waiting as one message, flushed when the outbox runs dry); the replies are read by the
+/// caller of this.
+fn framed(stream: TcpStream, outbox: Outbox, runtime: &tokio::runtime::Handle) -> Replies {
+    let (read, write) = stream.into_split();
+    let requests = outbox.map(|batch| Ok(Bytes::from(batch.encode_to_vec())));
+    // Ends, closing its half of the connection, when the outbox does.
+    runtime.spawn(requests.forward(FramedWrite::new(write, LengthDelimitedCodec::new())));
+    // The server bounds what it sends; a reply to a batch may be large.
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(usize::MAX)
+        .new_codec();
+    FramedRead::new(read, codec)
+        .map(|frame| {
+            let frame = frame.map_err(|e| Status::unavailable(e.to_string()))?;
+            pb::PipelineResponse::decode(frame.freeze())
+                .map_err(|e| Status::internal(format!("the server sent a bad message: {e}")))
+        })
+        .boxed()
+}
+
 /// Reads the replies of stream `generation` until it ends; then sends what the outbox still
 /// holds on a new stream.
-async fn read(
-    shared: Arc<Shared>,
-    mut replies: Streaming<pb::PipelineResponse>,
-    mut generation: u64,
-) {
+async fn read(shared: Arc<Shared>, mut replies: Replies, mut generation: u64) {
     loop {
-        while let Ok(Some(response)) = replies.message().await {
+        while let Some(Ok(response)) = replies.next().await {
             shared.answer(response);
         }
         shared.broken(generation);

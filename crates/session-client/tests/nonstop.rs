@@ -3,7 +3,7 @@
 
 mod common;
 
-use session_client::{ClientConfig, Error, Ops, SessionClient};
+use session_client::{ClientConfig, Error, Ops, Protocol, SessionClient};
 use session_server::config::ServerConfig;
 use std::time::{Duration, Instant};
 
@@ -13,49 +13,66 @@ const SLACK: Duration = Duration::from_millis(700);
 
 #[tokio::test]
 async fn stopped_server_gives_unavailable_within_the_timeout() {
-    let server = common::spawn(ServerConfig::default()).await;
-    let client = server.client_with_timeout(TIMEOUT);
-    let id = client.create(Ops::new()).await.expect("create").info.id;
-    server.stop().await;
+    for protocol in common::PROTOCOLS {
+        let server = common::spawn(ServerConfig::default()).await;
+        let client = server.client_with(TIMEOUT, protocol);
+        let id = client.create(Ops::new()).await.expect("create").info.id;
+        server.stop().await;
 
-    for _ in 0..3 {
+        for _ in 0..3 {
+            let started = Instant::now();
+            let result = client.get(&id).await;
+            assert!(
+                matches!(result, Err(Error::Unavailable(_))),
+                "{protocol}: {result:?}"
+            );
+            assert!(
+                started.elapsed() < TIMEOUT + SLACK,
+                "{protocol}: took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_server_gives_unavailable_within_the_timeout() {
+    for protocol in common::PROTOCOLS {
+        // A port that accepts connections (the kernel's backlog) but never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", silent.local_addr().expect("addr"));
+        let client = SessionClient::connect_lazy(ClientConfig {
+            endpoints: vec![url],
+            timeout: TIMEOUT,
+            protocol,
+        })
+        .expect("client");
         let started = Instant::now();
-        let result = client.get(&id).await;
-        assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+        let result = client.create(Ops::new()).await;
+        assert!(
+            matches!(result, Err(Error::Unavailable(_))),
+            "{protocol}: {result:?}"
+        );
+        assert!(started.elapsed() >= TIMEOUT - Duration::from_millis(50));
         assert!(
             started.elapsed() < TIMEOUT + SLACK,
-            "took {:?}",
+            "{protocol}: took {:?}",
             started.elapsed()
         );
     }
 }
 
 #[tokio::test]
-async fn silent_server_gives_unavailable_within_the_timeout() {
-    // A port that accepts connections (the kernel's backlog) but never answers.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", silent.local_addr().expect("addr"));
-    let client = SessionClient::connect_lazy(ClientConfig {
-        endpoints: vec![url],
-        timeout: TIMEOUT,
-    })
-    .expect("client");
-    let started = Instant::now();
-    let result = client.create(Ops::new()).await;
-    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
-    assert!(started.elapsed() >= TIMEOUT - Duration::from_millis(50));
-    assert!(
-        started.elapsed() < TIMEOUT + SLACK,
-        "took {:?}",
-        started.elapsed()
-    );
+async fn restarted_server_serves_the_same_client_again() {
+    for protocol in common::PROTOCOLS {
+        restarted_server_serves_the_same_client_again_over(protocol).await;
+    }
 }
 
-#[tokio::test]
-async fn restarted_server_serves_the_same_client_again() {
+async fn restarted_server_serves_the_same_client_again_over(protocol: Protocol) {
     let server = common::spawn(ServerConfig::default()).await;
     let addr = server.addr;
-    let client = server.client_with_timeout(TIMEOUT);
+    let client = server.client_with(TIMEOUT, protocol);
     let id = client.create(Ops::new()).await.expect("create").info.id;
     server.stop().await;
     assert!(client.get(&id).await.unwrap_err().is_unavailable());
@@ -71,7 +88,7 @@ async fn restarted_server_serves_the_same_client_again() {
             Err(e) if e.is_unavailable() && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await
             }
-            Err(e) => panic!("client did not rejoin: {e}"),
+            Err(e) => panic!("{protocol}: client did not rejoin: {e}"),
         }
     };
     assert_eq!(
@@ -91,6 +108,7 @@ fn bad_addresses_are_refused_up_front() {
     let err = SessionClient::connect_lazy(ClientConfig {
         endpoints: vec!["not a url".into()],
         timeout: TIMEOUT,
+        ..ClientConfig::default()
     })
     .unwrap_err();
     assert!(
@@ -100,6 +118,7 @@ fn bad_addresses_are_refused_up_front() {
     let none = SessionClient::connect_lazy(ClientConfig {
         endpoints: vec![],
         timeout: TIMEOUT,
+        ..ClientConfig::default()
     })
     .unwrap_err();
     assert!(matches!(none, Error::InvalidArgument(_)));

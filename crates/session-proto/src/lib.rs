@@ -19,3 +19,10 @@ pub use v1::*;
 
 /// The classic session-server port, where servers listen and clients look by default.
 pub const DEFAULT_PORT: u16 = 9510;
+
+/// The first bytes a client sends on a connection to the session port to speak the framed
+/// pipeline instead of gRPC (see docs/protocol.md): then every message is a `PipelineRequest`
+/// (client to server) or `PipelineResponse` (server to client), encoded as protobuf and
+/// preceded by its length as a 4-byte big-endian integer. An HTTP/2 connection starts with
+/// `PRI`, so the first byte tells the two apart.
+pub const FRAMED_PREFACE: &[u8] = b"session.v1 framed\r\n";

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod events;
+pub mod framed;
 pub mod id;
 pub mod metrics;
 pub mod probe;
@@ -43,8 +44,8 @@ use std::{
     },
 };
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -158,17 +159,25 @@ pub async fn run(
         serving: Arc::clone(&serving),
     });
 
+    // One port, two protocols: the accept loop serves framed connections and hands the
+    // others to tonic.
+    let (to_grpc, grpc_connections) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(framed::accept(
+        grpc,
+        engine.service(),
+        max_message,
+        to_grpc,
+        stop.clone(),
+    ));
     let grpc_stop = stop.clone();
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(sessions)
-        // No Nagle delay: a response's frames must leave at once, not wait for an ACK.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            async move { grpc_stop.cancelled().await },
-        );
+        .serve_with_incoming_shutdown(ReceiverStream::new(grpc_connections), async move {
+            grpc_stop.cancelled().await
+        });
     let admin_stop = stop.clone();
     let admin_server = axum::serve(admin, admin_app)
         .with_graceful_shutdown(async move { admin_stop.cancelled().await });

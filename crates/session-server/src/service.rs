@@ -74,6 +74,24 @@ impl<S: SessionStore> SessionServiceImpl<S> {
 }
 
 impl<S: SessionStore> SessionServiceImpl<S> {
+    /// One message of a pipeline: its calls answered in order, their events tagged with the
+    /// message's origin.
+    pub async fn answer_batch(&self, batch: pb::PipelineRequest) -> pb::PipelineResponse {
+        let mut replies = Vec::with_capacity(batch.calls.len());
+        let answers = async {
+            for call in batch.calls {
+                replies.push(self.answer(call).await);
+            }
+        };
+        crate::events::ORIGIN.scope(batch.origin, answers).await;
+        pb::PipelineResponse { replies }
+    }
+
+    /// Cancelled when shutdown begins.
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
     /// One call of a pipeline, answered exactly as its unary RPC would be.
     async fn answer(&self, call: pb::Call) -> pb::Reply {
         use pb::{call::Kind as C, reply::Kind as R};
@@ -234,14 +252,8 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
                     _ = service.closing.cancelled() => return None,
                     message = incoming.message() => message.ok()??,
                 };
-                let mut replies = Vec::with_capacity(batch.calls.len());
-                let answers = async {
-                    for call in batch.calls {
-                        replies.push(service.answer(call).await);
-                    }
-                };
-                crate::events::ORIGIN.scope(batch.origin, answers).await;
-                Some((Ok(pb::PipelineResponse { replies }), (incoming, service)))
+                let replies = service.answer_batch(batch).await;
+                Some((Ok(replies), (incoming, service)))
             },
         );
         Ok(Response::new(replies.boxed()))

@@ -183,7 +183,7 @@ impl Page {
         let at = self
             .html
             .find("name=\"csrf\" value=\"")
-            .expect("page has a csrf field")
+            .unwrap_or_else(|| panic!("page has a csrf field: {}", self.html))
             + "name=\"csrf\" value=\"".len();
         self.html[at..].split('"').next().expect("token").to_owned()
     }

@@ -1,7 +1,10 @@
 //! Starts a real session server on 127.0.0.1:0 for a test, and stops it.
 #![allow(dead_code)] // each test file uses a different part
 
-use session_client::{ClientConfig, SessionClient, watch::Update};
+use session_client::{ClientConfig, Protocol, SessionClient, watch::Update};
+
+/// Every way a client can carry its calls: tests of connection handling run with each.
+pub const PROTOCOLS: [Protocol; 2] = [Protocol::Framed, Protocol::Grpc];
 use session_server::{ServerError, config::ServerConfig, probe};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -68,9 +71,14 @@ impl TestServer {
     }
 
     pub fn client_with_timeout(&self, timeout: Duration) -> SessionClient {
+        self.client_with(timeout, Protocol::default())
+    }
+
+    pub fn client_with(&self, timeout: Duration, protocol: Protocol) -> SessionClient {
         SessionClient::connect_lazy(ClientConfig {
             endpoints: vec![self.url.clone()],
             timeout,
+            protocol,
         })
         .expect("valid address")
     }

@@ -1,0 +1,106 @@
+//! One port, two protocols: framed clients, gRPC clients and plain gRPC calls (as grpcurl makes
+//! them) share a server and its sessions, and a framed connection that sends nonsense is
+//! closed without disturbing anyone else.
+
+mod common;
+
+use session_client::{Ops, Protocol};
+use session_proto::{FRAMED_PREFACE, v1 as pb};
+use session_server::config::ServerConfig;
+use std::time::Duration;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn framed_and_grpc_clients_share_the_port_and_the_sessions() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let framed = server.client_with(TIMEOUT, Protocol::Framed);
+    let grpc = server.client_with(TIMEOUT, Protocol::Grpc);
+
+    let id = framed
+        .create(Ops::new().counter_add("n", 1))
+        .await
+        .expect("create over the framed protocol")
+        .info
+        .id;
+    grpc.apply(&id, Ops::new().counter_add("n", 10))
+        .await
+        .expect("apply over gRPC");
+    framed
+        .apply(&id, Ops::new().counter_add("n", 100))
+        .await
+        .expect("apply over the framed protocol");
+    let seen = grpc.get(&id).await.expect("get over gRPC");
+    assert_eq!(seen.counter("n").expect("a counter"), 111);
+    let again = framed.get(&id).await.expect("get over framed");
+    assert_eq!(
+        (again.info.version, &again.attributes),
+        (seen.info.version, &seen.attributes),
+        "both protocols read the same session"
+    );
+
+    // A unary call, as a gRPC tool makes it.
+    let mut tool = pb::session_service_client::SessionServiceClient::connect(server.url.clone())
+        .await
+        .expect("a gRPC connection");
+    let got = tool
+        .get(pb::GetRequest {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("unary get")
+        .into_inner();
+    assert_eq!(got.session.and_then(|s| s.info).map(|i| i.version), Some(3));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nonsense_on_a_framed_connection_closes_it_and_nothing_else() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let client = server.client();
+    let id = client.create(Ops::new()).await.expect("create").info.id;
+
+    let not_a_message = [&[0, 0, 0, 3][..], &[0xff; 3]].concat();
+    let too_long = [0xff; 4]; // announces a 4 GiB message: refused before any allocation
+    for (what, bytes) in [
+        ("not a message", &not_a_message[..]),
+        ("too long", &too_long),
+    ] {
+        let mut conn = TcpStream::connect(server.addr).await.expect("connect");
+        conn.write_all(FRAMED_PREFACE).await.expect("preface");
+        conn.write_all(bytes).await.expect("nonsense");
+        let mut buf = [0; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the server closes the connection promptly"));
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "{what}: closed without an answer, got {read:?}"
+        );
+        client
+            .get(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: other connections still served: {e}"));
+    }
+
+    // A connection that stops partway through the preface holds up no new connection.
+    let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
+    stalled
+        .write_all(&FRAMED_PREFACE[..5])
+        .await
+        .expect("part of the preface");
+    for protocol in common::PROTOCOLS {
+        let fresh = server.client_with(TIMEOUT, protocol);
+        fresh
+            .get(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{protocol}: a new client is served: {e}"));
+    }
+    drop(stalled);
+    server.stop().await;
+}
