@@ -75,7 +75,8 @@ async fn restarted_server_serves_the_same_client_again_over(protocol: Protocol) 
     let client = server.client_with(TIMEOUT, protocol);
     let id = client.create(Ops::new()).await.expect("create").info.id;
     server.stop().await;
-    assert!(client.get(&id).await.unwrap_err().is_unavailable());
+    let down = client.get(&id).await.expect_err("the server is down");
+    assert!(down.is_unavailable(), "{protocol}: {down}");
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
