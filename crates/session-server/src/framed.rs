@@ -109,20 +109,20 @@ async fn serve<S: SessionStore>(
     let closing = service.closing().clone();
     loop {
         let frame = tokio::select! {
-            _ = closing.cancelled() => return,
+            _ = closing.cancelled() => break,
             frame = requests.next() => frame,
         };
         let batch = match frame.map(|f| f.map(|bytes| pb::PipelineRequest::decode(bytes.freeze())))
         {
-            None => return,
+            None => break,
             Some(Ok(Ok(batch))) => batch,
             Some(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "framed connection closed: a message is not a PipelineRequest");
-                return;
+                break;
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "framed connection closed");
-                return;
+                break;
             }
         };
         let answered = service.answer_batch(batch).await;
@@ -130,10 +130,26 @@ async fn serve<S: SessionStore>(
         answered
             .encode(&mut bytes)
             .expect("a BytesMut grows as needed");
-        if let Err(e) = replies.send(Bytes::from(bytes)).await {
+        // Replies to requests that arrived together leave together: one write, not one each.
+        let sent = if holds_a_frame(requests.read_buffer()) {
+            replies.feed(Bytes::from(bytes)).await
+        } else {
+            replies.send(Bytes::from(bytes)).await
+        };
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "framed connection closed while answering");
             return;
         }
+    }
+    // Replies held back for a request that was then not answered still go out.
+    let _ = SinkExt::<Bytes>::flush(&mut replies).await;
+}
+
+/// Whether `buffered` starts with a whole frame (its length, then that many bytes).
+fn holds_a_frame(buffered: &[u8]) -> bool {
+    match buffered.first_chunk::<4>() {
+        Some(length) => buffered.len() - 4 >= u32::from_be_bytes(*length) as usize,
+        None => false,
     }
 }
 
@@ -142,4 +158,23 @@ pub fn codec(max: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(max)
         .new_codec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_a_frame;
+
+    #[test]
+    fn a_frame_is_whole_once_its_length_and_all_its_bytes_are_there() {
+        assert!(holds_a_frame(&[0, 0, 0, 2, 7, 7]));
+        assert!(
+            holds_a_frame(&[0, 0, 0, 2, 7, 7, 0, 0]),
+            "and the next one started"
+        );
+        assert!(holds_a_frame(&[0, 0, 0, 0]), "an empty message");
+        assert!(!holds_a_frame(&[0, 0, 0, 3, 7, 7]));
+        assert!(!holds_a_frame(&[1, 0, 0, 0, 7]), "16 MiB announced");
+        assert!(!holds_a_frame(&[0, 0, 0]));
+        assert!(!holds_a_frame(&[]));
+    }
 }
