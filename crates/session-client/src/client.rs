@@ -191,12 +191,10 @@ impl SessionClient {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let connector = match config.protocol {
+        // Taken before the endpoints go into the channel.
+        let framed_addrs = match config.protocol {
+            Protocol::Framed => Some(endpoints.iter().map(authority).collect::<Result<_, _>>()?),
             Protocol::Grpc => None,
-            Protocol::Framed => Some(crate::pipeline::Connector::Framed {
-                addrs: endpoints.iter().map(authority).collect::<Result<_, _>>()?,
-                next: Default::default(),
-            }),
         };
         let channel = match <[Endpoint; 1]>::try_from(endpoints) {
             Ok([one]) => one.connect_lazy(),
@@ -207,13 +205,16 @@ impl SessionClient {
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let origin = rand::random_range(1..=u64::MAX);
+        let connector = match framed_addrs {
+            Some(addrs) => crate::pipeline::Connector::Framed {
+                addrs,
+                next: Default::default(),
+            },
+            None => crate::pipeline::Connector::Grpc(client.clone()),
+        };
         Ok(Self {
             transport: Transport::Grpc {
-                pipeline: crate::pipeline::Pipeline::start(
-                    connector.unwrap_or_else(|| crate::pipeline::Connector::Grpc(client.clone())),
-                    config.timeout,
-                    origin,
-                ),
+                pipeline: crate::pipeline::Pipeline::start(connector, config.timeout, origin),
                 client,
                 origin,
             },

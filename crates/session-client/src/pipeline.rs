@@ -345,13 +345,14 @@ async fn connect_framed(addr: String, timeout: Duration) -> std::io::Result<TcpS
 /// caller of this.
 fn framed(stream: TcpStream, outbox: Outbox, runtime: &tokio::runtime::Handle) -> Replies {
     let (read, write) = stream.into_split();
-    let requests = outbox.map(|batch| Ok(Bytes::from(batch.encode_to_vec())));
-    // Ends, closing its half of the connection, when the outbox does.
-    runtime.spawn(requests.forward(FramedWrite::new(write, LengthDelimitedCodec::new())));
-    // The server bounds what it sends; a reply to a batch may be large.
+    // No limit of its own either way (the codec's default is 8 MiB): the server bounds what it
+    // takes and what it sends, and a large session travels alone.
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(usize::MAX)
         .new_codec();
+    let requests = outbox.map(|batch| Ok(Bytes::from(batch.encode_to_vec())));
+    // Ends, closing its half of the connection, when the outbox does.
+    runtime.spawn(requests.forward(FramedWrite::new(write, codec.clone())));
     FramedRead::new(read, codec)
         .map(|frame| {
             let frame = frame.map_err(|e| Status::unavailable(e.to_string()))?;

@@ -4,9 +4,9 @@
 
 mod common;
 
-use session_client::{Ops, Protocol};
+use session_client::{Ops, Protocol, Value};
 use session_proto::{FRAMED_PREFACE, v1 as pb};
-use session_server::config::ServerConfig;
+use session_server::{config::ServerConfig, store::Limits};
 use std::time::Duration;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -102,5 +102,40 @@ async fn nonsense_on_a_framed_connection_closes_it_and_nothing_else() {
             .unwrap_or_else(|e| panic!("{protocol}: a new client is served: {e}"));
     }
     drop(stalled);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_larger_than_8_mib_travels_both_ways_on_either_protocol() {
+    // Past the framing codec's default limit, on a server configured to allow it.
+    let limits = Limits {
+        max_session_bytes: 16 << 20,
+        max_attribute_bytes: 12 << 20,
+        capacity_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let server = common::spawn(ServerConfig {
+        limits,
+        ..ServerConfig::default()
+    })
+    .await;
+    let big = bytes::Bytes::from(vec![7u8; 9 << 20]);
+    for protocol in common::PROTOCOLS {
+        let client = server.client_with(Duration::from_secs(10), protocol);
+        let id = client
+            .create(Ops::new().set_bytes("big", "application/octet-stream", big.clone(), None))
+            .await
+            .unwrap_or_else(|e| panic!("{protocol}: create with 9 MiB: {e}"))
+            .info
+            .id;
+        let got = client
+            .get(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{protocol}: get 9 MiB back: {e}"));
+        match got.attribute("big").map(|a| &a.value) {
+            Some(Value::Bytes { data, .. }) => assert!(data == &big, "{protocol}: same bytes"),
+            other => panic!("{protocol}: got {other:?}"),
+        }
+    }
     server.stop().await;
 }
