@@ -77,13 +77,11 @@ struct Owner(Arc<Shared>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        let waker = {
-            let mut calls = self.0.lock();
-            calls.closed = true;
-            calls.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+        self.0.close();
+        for child in self.0.children.lock().drain(..) {
+            if let Some(child) = child.upgrade() {
+                child.close();
+            }
         }
     }
 }
@@ -99,6 +97,9 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     /// Held while a stream is being opened, so that concurrent first calls open one.
     opening: tokio::sync::Mutex<()>,
+    /// The pipelines of threads that call from runtimes of their own (see
+    /// [`Pipeline::here`]): closed with this one.
+    children: Mutex<Vec<std::sync::Weak<Shared>>>,
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +138,7 @@ impl Pipeline {
             calls: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
             opening: tokio::sync::Mutex::new(()),
+            children: Mutex::default(),
         });
         Self {
             _owner: Arc::new(Owner(Arc::clone(&shared))),
@@ -145,6 +147,52 @@ impl Pipeline {
     }
 
     pub(crate) async fn call(&self, kind: pb::call::Kind) -> Result<pb::reply::Kind, Status> {
+        match self.here() {
+            Some(local) => local.send(kind).await,
+            None => self.send(kind).await,
+        }
+    }
+
+    /// The framed pipeline of the calling thread, when it runs a current-thread runtime other
+    /// than the client's (an actix-web worker does): a call through the client's connection
+    /// would cost two wake-ups across threads (the writer, then the caller), each a system
+    /// call and often a sleeping core to wake; a connection of the thread's own keeps a call
+    /// on it from end to end. Kept until the client goes or the thread runs another runtime.
+    fn here(&self) -> Option<Pipeline> {
+        let Connector::Framed { addrs, next } = &self.shared.connector else {
+            return None; // HTTP/2 runs on the client's runtime whatever the caller's thread
+        };
+        let current = tokio::runtime::Handle::try_current().ok()?;
+        if current.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
+            || current.id() == self.shared.runtime.id()
+        {
+            return None;
+        }
+        let runtime = current.id();
+        let parent = Arc::as_ptr(&self._owner);
+        HERE.with_borrow_mut(|here| {
+            here.retain(|l| l.runtime == runtime && l.parent.strong_count() > 0);
+            if let Some(local) = here.iter().find(|l| l.parent.as_ptr() == parent) {
+                return Some(local.pipeline.clone());
+            }
+            let connector = Connector::Framed {
+                addrs: addrs.clone(),
+                next: AtomicUsize::new(next.load(Ordering::Relaxed)),
+            };
+            let pipeline = Pipeline::start(connector, self.shared.open_timeout, self.shared.origin);
+            let mut children = self.shared.children.lock();
+            children.retain(|c| c.strong_count() > 0);
+            children.push(Arc::downgrade(&pipeline.shared));
+            here.push(Local {
+                parent: Arc::downgrade(&self._owner),
+                runtime,
+                pipeline: pipeline.clone(),
+            });
+            Some(pipeline)
+        })
+    }
+
+    async fn send(&self, kind: pb::call::Kind) -> Result<pb::reply::Kind, Status> {
         let shared = &self.shared;
         let (answer, reply) = oneshot::channel();
         let (waker, live) = {
@@ -170,6 +218,19 @@ impl Pipeline {
     }
 }
 
+thread_local! {
+    /// This thread's own pipelines, one per client (see [`Pipeline::here`]).
+    static HERE: std::cell::RefCell<Vec<Local>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A client's pipeline on one thread's current-thread runtime.
+struct Local {
+    /// The client's own pipeline: gone when every handle of the client is.
+    parent: std::sync::Weak<Owner>,
+    runtime: tokio::runtime::Id,
+    pipeline: Pipeline,
+}
+
 fn answered(
     answer: Result<Result<pb::reply::Kind, Status>, oneshot::error::RecvError>,
 ) -> Result<pb::reply::Kind, Status> {
@@ -179,6 +240,18 @@ fn answered(
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Calls> {
         self.calls.lock()
+    }
+
+    /// No more calls: the stream ends (its writer, then its reader).
+    fn close(&self) {
+        let waker = {
+            let mut calls = self.lock();
+            calls.closed = true;
+            calls.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Opens a stream unless one is open (waiting while another caller opens one), with a

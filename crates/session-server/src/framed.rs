@@ -103,6 +103,7 @@ async fn serve<S: SessionStore>(
     if stream.read_exact(&mut preface).await.is_err() {
         return;
     }
+    let _open = service.metrics().framed_connection();
     let (read, write) = stream.into_split();
     let mut requests = FramedRead::new(read, codec(max_message));
     let mut replies = FramedWrite::new(write, codec(usize::MAX));

@@ -10,7 +10,7 @@ use prometheus_client::{
     metrics::{
         counter::ConstCounter,
         family::Family,
-        gauge::ConstGauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -32,6 +32,18 @@ struct MethodLabels {
 pub struct Metrics {
     requests: Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
     latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    /// Framed pipeline connections open now (gRPC connections are tonic's and not counted).
+    framed_connections: Gauge,
+}
+
+/// Counts one framed connection as open for as long as it lives.
+#[derive(Debug)]
+pub struct Open(Gauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -49,6 +61,7 @@ impl Metrics {
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(histogram),
+            framed_connections: Gauge::default(),
         }
     }
 
@@ -63,6 +76,12 @@ impl Metrics {
         self.latency
             .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A framed connection opened: counted until the returned guard drops.
+    pub fn framed_connection(&self) -> Open {
+        self.framed_connections.inc();
+        Open(self.framed_connections.clone())
     }
 
     /// The text exposition: request metrics plus the store's and event log's current counts.
@@ -91,13 +110,18 @@ impl Metrics {
         }
         registry.register(
             "requests",
-            "gRPC requests by method and status code",
+            "Calls by method and status code, over gRPC or the framed pipeline",
             self.requests.clone(),
         );
         registry.register(
             "request_duration_seconds",
             "gRPC request latency by method",
             self.latency.clone(),
+        );
+        registry.register(
+            "framed_connections",
+            "Framed pipeline connections open now",
+            self.framed_connections.clone(),
         );
         let mut out = String::new();
         // Writing to a String cannot fail.

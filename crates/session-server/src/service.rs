@@ -87,6 +87,10 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         pb::PipelineResponse { replies }
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Cancelled when shutdown begins.
     pub fn closing(&self) -> &CancellationToken {
         &self.closing
