@@ -25,27 +25,53 @@ const ITEMS: [&str; 5] = [
     "Twin peaks tapes",
 ];
 
-/// One browser's session on a cart app: its cookie and form token.
+/// One browser's session on a cart app: its cookies and form token.
 struct Shopper {
-    cookie: String,
+    /// Every cookie the app set, newest value of each, as a browser keeps them.
+    jar: Vec<(String, String)>,
     csrf: String,
+}
+
+impl Shopper {
+    /// Keeps the cookies `response` sets, as a browser does.
+    fn remember(&mut self, response: &load::Response) {
+        let set = response
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"));
+        for (_, header) in set {
+            let pair = header.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            self.jar.retain(|(n, _)| n != name);
+            self.jar.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// The Cookie header a browser would send.
+    fn cookie(&self) -> String {
+        let pairs: Vec<String> = self.jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        pairs.join("; ")
+    }
 }
 
 async fn shopper(addr: SocketAddr) -> anyhow::Result<(Conn, Shopper)> {
     let mut conn = Conn::open(addr).await?;
     let first = conn.send(&load::get("/Cart", "")).await?;
-    let cookie = first
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .context("the first visit sets a cookie")?
-        .to_owned();
     let html = first.text();
     let at = html
         .find("name=\"csrf\" value=\"")
         .context("the page has a token")?
         + "name=\"csrf\" value=\"".len();
     let csrf = html[at..].split('"').next().unwrap_or_default().to_owned();
-    Ok((conn, Shopper { cookie, csrf }))
+    let mut shopper = Shopper {
+        jar: Vec::new(),
+        csrf,
+    };
+    shopper.remember(&first);
+    anyhow::ensure!(!shopper.jar.is_empty(), "the first visit sets a cookie");
+    Ok((conn, shopper))
 }
 
 fn form(item: &str, action: &str, csrf: &str) -> String {
@@ -65,26 +91,29 @@ pub async fn cart_load(
 ) -> anyhow::Result<Measured> {
     let mut conns = Vec::new();
     for _ in 0..connections {
-        let (mut conn, s) = shopper(app.addr).await?;
+        let (mut conn, mut s) = shopper(app.addr).await?;
         for i in 0..CART_ITEMS {
             let r = conn
                 .send(&load::post_form(
                     "/Cart",
-                    &s.cookie,
+                    &s.cookie(),
                     &form(ITEMS[i % ITEMS.len()], "add", &s.csrf),
                 ))
                 .await?;
             if r.status != 303 {
                 bail!("{}: setting up the cart got {}", app.name, r.status);
             }
+            s.remember(&r);
         }
+        // The cookies as a browser holds them now: each later request is sent as it is.
+        let cookie = s.cookie();
         let requests = if posts {
             vec![
-                load::post_form("/Cart", &s.cookie, &form("NIN CD", "add", &s.csrf)),
-                load::post_form("/Cart", &s.cookie, &form("NIN CD", "remove", &s.csrf)),
+                load::post_form("/Cart", &cookie, &form("NIN CD", "add", &s.csrf)),
+                load::post_form("/Cart", &cookie, &form("NIN CD", "remove", &s.csrf)),
             ]
         } else {
-            let page = conn.send(&load::get("/Cart", &s.cookie)).await?;
+            let page = conn.send(&load::get("/Cart", &cookie)).await?;
             if !page
                 .text()
                 .contains(&format!("Items in Cart: <b id=\"count\">{CART_ITEMS}</b>"))
@@ -94,7 +123,7 @@ pub async fn cart_load(
                     app.name
                 );
             }
-            vec![load::get("/Cart", &s.cookie)]
+            vec![load::get("/Cart", &cookie)]
         };
         conns.push((conn, requests));
     }

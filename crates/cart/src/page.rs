@@ -87,11 +87,17 @@ impl Frame {
     }
 }
 
+/// "2026-11-28 01:52:56 UTC", edited in place (every page shows two).
 fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t)
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC")
+    let mut s = humantime::format_rfc3339_seconds(t).to_string();
+    if let Some(at) = s.find('T') {
+        s.replace_range(at..=at, " ");
+    }
+    if s.ends_with('Z') {
+        s.pop();
+        s.push_str(" UTC");
+    }
+    s
 }
 
 /// The host part of a Host header ("localhost:9081" → "localhost", "[::1]:9081" → "[::1]"),
@@ -111,7 +117,15 @@ fn host_name(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::host_name;
+    use super::{host_name, timestamp};
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn timestamps_read_as_dates_in_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_834_376);
+        assert_eq!(timestamp(t), "2026-11-28 02:52:56 UTC");
+        assert_eq!(timestamp(SystemTime::UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+    }
 
     #[test]
     fn host_names_keep_only_the_host() {

@@ -32,17 +32,15 @@ pub struct Line {
 /// The cart's lines in order of first addition, and the total quantity.
 pub fn lines(session: &Session) -> Result<(Vec<Line>, usize), Error> {
     let units: Vec<String> = session.list_json(CART)?;
+    let total = units.len();
     let mut lines: Vec<Line> = Vec::new();
-    for name in &units {
-        match lines.iter_mut().find(|l| &l.name == name) {
+    for name in units {
+        match lines.iter_mut().find(|l| l.name == name) {
             Some(line) => line.quantity += 1,
-            None => lines.push(Line {
-                name: name.clone(),
-                quantity: 1,
-            }),
+            None => lines.push(Line { name, quantity: 1 }),
         }
     }
-    Ok((lines, units.len()))
+    Ok((lines, total))
 }
 
 pub fn history(session: &Session) -> Result<Vec<String>, Error> {

@@ -89,7 +89,9 @@ impl fmt::Display for Protocol {
 enum Transport {
     /// Calls go over the pipeline; the plain client serves the watch stream.
     Grpc {
-        client: SessionServiceClient<Channel>,
+        /// Shared: cloning a tonic client costs several allocations and atomics, and an app
+        /// clones its client for every request (the actix middleware does).
+        client: Arc<SessionServiceClient<Channel>>,
         pipeline: crate::pipeline::Pipeline,
         /// Tags this client's calls, so its own watch can leave out the events of its own
         /// writes (see [`SessionClient::with_near_cache`]).
@@ -215,7 +217,7 @@ impl SessionClient {
         Ok(Self {
             transport: Transport::Grpc {
                 pipeline: crate::pipeline::Pipeline::start(connector, config.timeout, origin),
-                client,
+                client: Arc::new(client),
                 origin,
             },
             timeout: config.timeout,
@@ -598,7 +600,7 @@ impl SessionClient {
         };
         let stream = match &self.transport {
             Transport::Grpc { client, .. } => {
-                let mut c = client.clone();
+                let mut c = SessionServiceClient::clone(client);
                 let open = c.watch(Request::new(req));
                 let resp = tokio::time::timeout(self.timeout, open)
                     .await
