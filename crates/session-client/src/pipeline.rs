@@ -11,9 +11,10 @@
 //! it gives every call waiting as one message (so concurrent calls coalesce into batches).
 //! On gRPC the outbox is the request body, polled by HTTP/2; on a framed connection a writer
 //! task polls it and flushes when it runs dry. One task per stream reads the replies and
-//! hands them out. Both run on the runtime where the client was made, next to the connection,
-//! so that their hops stay on one thread (app servers such as actix-web call from other
-//! threads). Every hand-off between tasks is a wake-up, and past a few in a row Tokio moves
+//! hands them out. Both run on the runtime where the pipeline was made, next to the
+//! connection, so that their hops stay on one thread. App servers such as actix-web call from
+//! threads that each run a current-thread runtime of their own: each such thread gets a framed
+//! pipeline of its own ([`Pipeline::here`]), so that a call never crosses threads. Every hand-off between tasks is a wake-up, and past a few in a row Tokio moves
 //! work to another thread: the relay task that used to sit on the sending side of the gRPC
 //! stream cost a lone call two more.
 //!
@@ -93,7 +94,8 @@ struct Shared {
     /// Tags every message, and so the events its calls cause (see `PipelineRequest.origin`).
     origin: u64,
     calls: Mutex<Calls>,
-    /// Where reader tasks run: the runtime that made the client, which runs its connection.
+    /// Where the stream's tasks run: the runtime that made this pipeline (the client's, or a
+    /// calling thread's, see [`Pipeline::here`]), which runs its connection.
     runtime: tokio::runtime::Handle,
     /// Held while a stream is being opened, so that concurrent first calls open one.
     opening: tokio::sync::Mutex<()>,
@@ -318,8 +320,8 @@ impl Shared {
                 let mut last = None;
                 for i in 0..addrs.len() {
                     let addr = &addrs[(first + i) % addrs.len()];
-                    // Connected on the client's runtime, so that the connection's readiness
-                    // wakes the reader and writer there, with no hop through a caller's thread.
+                    // Connected on the pipeline's runtime, so that the connection's readiness
+                    // wakes the reader and writer there, whatever thread the caller is on.
                     let connecting = tokio::time::timeout(
                         self.open_timeout,
                         connect_framed(addr.clone(), self.open_timeout),
