@@ -27,6 +27,17 @@ async fn round_trip(client: &SessionClient) -> Result<(), session_client::Error>
     Ok(())
 }
 
+/// A framed client made on a current-thread runtime of its own (returned with it) that
+/// nothing drives afterwards: a call that needed that runtime would time out.
+fn client_on_an_idle_runtime(server: &common::TestServer) -> (Runtime, SessionClient) {
+    let home = current_thread();
+    let client = {
+        let _home = home.enter();
+        server.client_with(TIMEOUT, Protocol::Framed)
+    };
+    (home, client)
+}
+
 /// Polls the open framed connections gauge until it reads `want`, for up to 5 s.
 async fn wait_connections(server: &common::TestServer, want: f64) {
     let mut seen = f64::NAN;
@@ -43,12 +54,7 @@ async fn wait_connections(server: &common::TestServer, want: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_with_runtimes_of_their_own_call_on_connections_of_their_own() {
     let server = common::spawn(ServerConfig::default()).await;
-    // The client's own runtime is never driven again: a call that needed it would time out.
-    let home = current_thread();
-    let client = {
-        let _home = home.enter();
-        server.client_with(TIMEOUT, Protocol::Framed)
-    };
+    let (home, client) = client_on_an_idle_runtime(&server);
 
     let mut workers = Vec::new();
     for _ in 0..2 {
@@ -89,11 +95,7 @@ async fn threads_with_runtimes_of_their_own_call_on_connections_of_their_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_that_moves_to_another_runtime_gets_a_new_connection() {
     let server = common::spawn(ServerConfig::default()).await;
-    let home = current_thread();
-    let client = {
-        let _home = home.enter();
-        server.client_with(TIMEOUT, Protocol::Framed)
-    };
+    let (home, client) = client_on_an_idle_runtime(&server);
 
     let worker = {
         let client = client.clone();

@@ -115,7 +115,7 @@ impl Metrics {
         );
         registry.register(
             "request_duration_seconds",
-            "gRPC request latency by method",
+            "Call latency by method, over gRPC or the framed pipeline",
             self.latency.clone(),
         );
         registry.register(
