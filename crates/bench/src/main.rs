@@ -7,6 +7,7 @@
 //! cargo run --release -p bench -- --write      # the full run that docs/performance.md reports
 //! ```
 
+mod floor;
 mod load;
 mod procs;
 mod redis_cart;
@@ -70,6 +71,12 @@ enum Command {
         #[arg(long)]
         redis: String,
     },
+    /// The loopback floor's answering server (started by the benchmark itself).
+    #[command(hide = true)]
+    EchoServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
 }
 
 /// The run with the median throughput.
@@ -81,10 +88,19 @@ fn median(mut runs: Vec<Measured>) -> Measured {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::RedisCart { listen, redis }) = cli.command {
-        let catalog = std::path::Path::new(procs::ROOT).join("samples/cart");
-        return actix_web::rt::System::new()
-            .block_on(redis_cart::serve(listen, redis, catalog, 9082));
+    match cli.command {
+        Some(Command::RedisCart { listen, redis }) => {
+            let catalog = std::path::Path::new(procs::ROOT).join("samples/cart");
+            return actix_web::rt::System::new()
+                .block_on(redis_cart::serve(listen, redis, catalog, 9082));
+        }
+        Some(Command::EchoServer { listen }) => {
+            return tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(floor::serve(listen));
+        }
+        None => {}
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -203,6 +219,8 @@ async fn ops(
     let small = ids.len();
     let ids = Arc::new(ids.to_vec());
     scenarios::redis_load(redis.addr, small).await?;
+    let echo = procs::echo_server()?;
+    let mut floor = Vec::new();
     for concurrency in [1, 64] {
         let mut runs = [(); 6].map(|_| Vec::new());
         for round in 1..=rounds {
@@ -222,6 +240,13 @@ async fn ops(
                 move || async move { scenarios::redis_ops(addr, small, concurrency, duration).await }
             })
             .await?;
+            if concurrency == 1 {
+                let addr = echo.addr;
+                floor.push(
+                    load::isolated(move || async move { floor::ping_pong(addr, duration).await })
+                        .await?,
+                );
+            }
             for (runs, m) in runs.iter_mut().zip([
                 ours.get,
                 ours.apply,
@@ -271,6 +296,13 @@ async fn ops(
             ));
         }
         if concurrency == 1 {
+            // No target: what a lone caller of any store pays before the store does anything.
+            report.rows.push(Row::new(
+                "ping-pong (c=1, 1.1 KB out, 64 B back)",
+                "TCP, loopback floor",
+                1,
+                &median(std::mem::take(&mut floor)),
+            ));
             report.comparisons.push(Comparison::at_most(
                 "3. get p50 c=1: ours / Redis",
                 ours.get.p50_us() as f64,

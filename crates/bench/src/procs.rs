@@ -157,6 +157,14 @@ pub fn cart(sessions: &str, session_server: Option<SocketAddr>) -> anyhow::Resul
     start(&format!("cart ({sessions})"), cmd, addr)
 }
 
+/// The loopback floor's answering server: this program's `echo-server` subcommand.
+pub fn echo_server() -> anyhow::Result<Proc> {
+    let addr = free_addr();
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["echo-server", "--listen", &addr.to_string()]);
+    start("echo server", cmd, addr)
+}
+
 pub fn redis_cart(redis: SocketAddr) -> anyhow::Result<Proc> {
     let addr = free_addr();
     let mut cmd = Command::new(std::env::current_exe()?);

@@ -286,10 +286,12 @@ impl SessionClient {
     /// watch (see [`with_near_cache`](Self::with_near_cache)), applied to the near cache and
     /// told to subscribers as the server would have. Its `seq` is 0: it is not in the
     /// server's log.
-    fn announce(&self, event: pb::Event) {
+    /// `event` is made only when announced: without a near cache, a write builds none.
+    fn announce(&self, event: impl FnOnce() -> pb::Event) {
         let Some((cache, updates)) = self.own_writes() else {
             return; // the watch brings this write's event like any other
         };
+        let event = event();
         cache.on_event(&event);
         // Nobody listening is fine.
         let _ = updates.send(crate::watch::Update::Event(event));
@@ -401,12 +403,14 @@ impl SessionClient {
         let generation = self.cache.as_ref().map(|c| c.generation());
         let changed = self.changed_names(&req.operations);
         let written: WriteResult = call!(self, create, req, Create, Write)?.try_into()?;
-        self.announce(own_event(
-            EventKind::Created,
-            &written.info.id,
-            written.info.version,
-            changed,
-        ));
+        self.announce(|| {
+            own_event(
+                EventKind::Created,
+                &written.info.id,
+                written.info.version,
+                changed,
+            )
+        });
         self.remember(generation, written)
     }
 
@@ -472,12 +476,7 @@ impl SessionClient {
                 return Err(e);
             }
         };
-        self.announce(own_event(
-            EventKind::Changed,
-            id,
-            written.info.version,
-            changed,
-        ));
+        self.announce(|| own_event(EventKind::Changed, id, written.info.version, changed));
         self.remember(generation, written)
     }
 
@@ -500,7 +499,7 @@ impl SessionClient {
         );
         match result {
             Ok(_) => {
-                self.announce(own_event(EventKind::Invalidated, id, 0, Vec::new()));
+                self.announce(|| own_event(EventKind::Invalidated, id, 0, Vec::new()));
                 Ok(())
             }
             Err(e) => {
@@ -526,7 +525,7 @@ impl SessionClient {
                 return Err(e);
             }
         };
-        self.announce(pb::Event {
+        self.announce(|| pb::Event {
             new_id: info.id.clone(),
             ..own_event(EventKind::IdRotated, id, info.version, Vec::new())
         });

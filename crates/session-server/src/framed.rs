@@ -107,10 +107,13 @@ async fn serve<S: SessionStore>(
     let (read, write) = stream.into_split();
     let mut requests = FramedRead::new(read, codec(max_message));
     let mut replies = FramedWrite::new(write, codec(usize::MAX));
-    let closing = service.closing().clone();
+    // Made once: a new one each time round registers and unregisters with the token.
+    let closing = service.closing().clone().cancelled_owned();
+    tokio::pin!(closing);
     loop {
         let frame = tokio::select! {
-            _ = closing.cancelled() => break,
+            biased;
+            _ = &mut closing => break,
             frame = requests.next() => frame,
         };
         let batch = match frame.map(|f| f.map(|bytes| pb::PipelineRequest::decode(bytes.freeze())))

@@ -473,12 +473,24 @@ fn commit(
     for (name, new) in changes {
         match new {
             Some(mut attr) => {
+                // Most writes replace a value of the same type: its name and content type are
+                // already shared ones, found without a lookup in `interned`.
+                let old = entry.attrs.find(&name);
+                let old_type = old
+                    .ok()
+                    .and_then(|i| entry.attrs.0[i].1.value.content_type());
                 if let Value::Bytes { content_type, .. } | Value::List { content_type, .. } =
                     &mut attr.value
                 {
-                    *content_type = intern(interned, content_type);
+                    *content_type = match old_type {
+                        Some(same) if **same == **content_type => Arc::clone(same),
+                        _ => intern(interned, content_type),
+                    };
                 }
-                entry.attrs.insert(intern(interned, &name), attr);
+                match old {
+                    Ok(i) => entry.attrs.0[i].1 = attr,
+                    Err(_) => entry.attrs.insert(intern(interned, &name), attr),
+                }
             }
             None => entry.attrs.remove(&name),
         }
@@ -1016,6 +1028,41 @@ mod tests {
         }
         let items: Vec<_> = list(&store, &id, "h").iter().map(|b| b[0]).collect();
         assert_eq!(items, b"dac");
+    }
+
+    #[test]
+    fn names_and_content_types_are_shared_and_a_new_content_type_replaces_the_old() {
+        let (store, clock, events) = store();
+        let a = create(&store, vec![set("cart", b"1")]);
+        let b = create(&store, vec![set("cart", b"2")]);
+        store
+            .apply_now(&a, vec![set("cart", b"3")], false)
+            .expect("overwrite, same type");
+        let json = Value::Bytes {
+            content_type: "application/json".into(),
+            data: Bytes::from_static(b"{}"),
+        };
+        let set_json = OpKind::Set {
+            value: json,
+            expected_version: None,
+        };
+        store
+            .apply_now(&b, vec![op("cart", set_json)], false)
+            .expect("overwrite, new type");
+        let mut inner = store.inner.lock();
+        let mut stored = |id| {
+            let slot = inner.live(id, clock.now_ms(), &events).expect("live");
+            let (name, attr) = &inner.sessions.get(slot).attrs.0[0];
+            let content_type = attr.value.content_type().expect("bytes");
+            (Arc::clone(name), Arc::clone(content_type))
+        };
+        let (name_a, type_a) = stored(&a);
+        let (name_b, type_b) = stored(&b);
+        assert!(Arc::ptr_eq(&name_a, &name_b), "one copy of a name");
+        assert_eq!(&*type_a, "text/plain");
+        assert_eq!(&*type_b, "application/json");
+        let shared = inner.interned.get("text/plain").expect("interned");
+        assert!(Arc::ptr_eq(&type_a, shared), "one copy of a content type");
     }
 
     #[test]

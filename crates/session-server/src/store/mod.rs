@@ -44,6 +44,16 @@ impl Value {
         }
     }
 
+    /// The content type of bytes and lists; counters have none.
+    pub fn content_type(&self) -> Option<&Arc<str>> {
+        match self {
+            Value::Bytes { content_type, .. } | Value::List { content_type, .. } => {
+                Some(content_type)
+            }
+            Value::Counter(_) => None,
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self {
             Value::Bytes { .. } => "bytes",
