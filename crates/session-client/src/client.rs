@@ -135,31 +135,28 @@ impl fmt::Debug for SessionClient {
 macro_rules! call {
     ($self:ident, $method:ident, $req:expr, $call:ident, $reply:ident) => {{
         let req = $req;
-        let call = async {
-            match &$self.transport {
-                Transport::Grpc { pipeline, .. } => {
-                    match pipeline.call(pb::call::Kind::$call(req)).await {
-                        Ok(pb::reply::Kind::$reply(reply)) => Ok(reply),
-                        Ok(_) => Err(Status::internal(
-                            "the server answered with another kind of reply",
-                        )),
-                        Err(status) => Err(status),
-                    }
+        let answer = match &$self.transport {
+            // The pipeline fails a call not answered within the timeout.
+            Transport::Grpc { pipeline, .. } => {
+                match pipeline.call(pb::call::Kind::$call(req)).await {
+                    Ok(pb::reply::Kind::$reply(reply)) => Ok(reply),
+                    Ok(_) => Err(Status::internal(
+                        "the server answered with another kind of reply",
+                    )),
+                    Err(status) => Err(status),
                 }
-                Transport::Local(s) => s
-                    .$method(Request::new(req))
-                    .await
-                    .map(tonic::Response::into_inner),
+            }
+            Transport::Local(s) => {
+                match tokio::time::timeout($self.timeout, s.$method(Request::new(req))).await {
+                    Ok(answer) => answer.map(tonic::Response::into_inner),
+                    Err(_) => Err(Status::unavailable(format!(
+                        "no answer within {:?}",
+                        $self.timeout
+                    ))),
+                }
             }
         };
-        match tokio::time::timeout($self.timeout, call).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(status)) => Err(Error::from(status)),
-            Err(_) => Err(Error::Unavailable(format!(
-                "no answer within {:?}",
-                $self.timeout
-            ))),
-        }
+        answer.map_err(Error::from)
     }};
 }
 

@@ -19,10 +19,13 @@
 //! stream cost a lone call two more.
 //!
 //! A broken stream fails the calls sent on it as unavailable; calls not yet sent go out on a
-//! new stream, or fail if none can be opened.
+//! new stream, or fail if none can be opened. A call not answered within the timeout fails
+//! too: the stream's reader checks deadlines a few times per timeout, so that a call costs
+//! no timer of its own (only a caller on another runtime keeps one, in case the pipeline's
+//! runtime stands still), and a server that hangs cannot fill the table of pending calls.
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, stream::BoxStream};
+use futures_util::{SinkExt, Stream, StreamExt, stream::BoxStream};
 use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
 use session_proto::v1::{self as pb, session_service_client::SessionServiceClient};
@@ -35,9 +38,13 @@ use std::{
         atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll, Waker},
-    time::Duration,
+    time::{Duration, Instant},
 };
-use tokio::{io::AsyncWriteExt, net::TcpStream, sync::oneshot};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpStream, tcp::OwnedWriteHalf},
+    sync::oneshot,
+};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tonic::{Code, Status, transport::Channel};
 
@@ -46,6 +53,8 @@ const MAX_BATCH: usize = 256;
 /// Most bytes of calls in one message (a single larger call travels alone): the server
 /// decodes a whole message under its limit of one session plus some room.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// The shortest timeout whose deadlines are checked at a quarter of it.
+const MIN_CHECK: Duration = Duration::from_millis(20);
 /// Marks a pending call that has not been sent on any stream yet.
 const UNSENT: u64 = 0;
 
@@ -91,7 +100,8 @@ impl Drop for Owner {
 #[derive(Debug)]
 struct Shared {
     connector: Connector,
-    open_timeout: Duration,
+    /// How long a stream may take to open, and a call to be answered.
+    timeout: Duration,
     /// Tags every message, and so the events its calls cause (see `PipelineRequest.origin`).
     origin: u64,
     calls: Mutex<Calls>,
@@ -119,10 +129,20 @@ struct Calls {
     outbox: VecDeque<pb::Call>,
     /// The request body's waker, while it waits for calls.
     waker: Option<Waker>,
-    /// Calls not answered yet, by tag, with the generation of the stream that carried them.
-    pending: HashMap<u64, (u64, Answer), BuildHasherDefault<TagHasher>>,
+    /// Calls not answered yet, by tag.
+    pending: HashMap<u64, Pending, BuildHasherDefault<TagHasher>>,
     /// Every handle is gone.
     closed: bool,
+}
+
+/// A call waiting for its answer.
+#[derive(Debug)]
+struct Pending {
+    /// The stream that carried it ([`UNSENT`] until one has).
+    generation: u64,
+    /// When it fails unanswered: the stream's reader checks, so that a call costs no timer.
+    deadline: Instant,
+    answer: Answer,
 }
 
 /// The requests of stream `generation`: the outbox, drained by HTTP/2 or the writer task as
@@ -133,10 +153,10 @@ struct Outbox {
 }
 
 impl Pipeline {
-    pub(crate) fn start(connector: Connector, open_timeout: Duration, origin: u64) -> Self {
+    pub(crate) fn start(connector: Connector, timeout: Duration, origin: u64) -> Self {
         let shared = Arc::new(Shared {
             connector,
-            open_timeout,
+            timeout,
             origin,
             calls: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
@@ -149,10 +169,21 @@ impl Pipeline {
         }
     }
 
+    /// Sends a call and waits for its answer, or fails it after the timeout.
     pub(crate) async fn call(&self, kind: pb::call::Kind) -> Result<pb::reply::Kind, Status> {
-        match self.here() {
-            Some(local) => local.send(kind).await,
-            None => self.send(kind).await,
+        let current = tokio::runtime::Handle::try_current().ok();
+        if let Some(local) = self.here(current.as_ref()) {
+            return local.send(kind).await;
+        }
+        if current.is_some_and(|c| c.id() == self.shared.runtime.id()) {
+            // The stream's reader runs where the caller does, and fails the call in time.
+            return self.send(kind).await;
+        }
+        // From elsewhere the pipeline's runtime might not be running: a timer of the caller's
+        // own bounds the wait.
+        match tokio::time::timeout(self.shared.timeout, self.send(kind)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.shared.too_late()),
         }
     }
 
@@ -161,11 +192,11 @@ impl Pipeline {
     /// would cost two wake-ups across threads (the writer, then the caller), each a system
     /// call and often a sleeping core to wake; a connection of the thread's own keeps a call
     /// on it from end to end. Kept until the client goes or the thread runs another runtime.
-    fn here(&self) -> Option<Pipeline> {
+    fn here(&self, current: Option<&tokio::runtime::Handle>) -> Option<Pipeline> {
         let Connector::Framed { addrs, next } = &self.shared.connector else {
             return None; // HTTP/2 runs on the client's runtime whatever the caller's thread
         };
-        let current = tokio::runtime::Handle::try_current().ok()?;
+        let current = current?;
         if current.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
             || current.id() == self.shared.runtime.id()
         {
@@ -182,7 +213,7 @@ impl Pipeline {
                 addrs: addrs.clone(),
                 next: AtomicUsize::new(next.load(Ordering::Relaxed)),
             };
-            let pipeline = Pipeline::start(connector, self.shared.open_timeout, self.shared.origin);
+            let pipeline = Pipeline::start(connector, self.shared.timeout, self.shared.origin);
             let mut children = self.shared.children.lock();
             children.retain(|c| c.strong_count() > 0);
             children.push(Arc::downgrade(&pipeline.shared));
@@ -202,7 +233,12 @@ impl Pipeline {
             let mut calls = shared.lock();
             calls.next_tag += 1;
             let tag = calls.next_tag;
-            calls.pending.insert(tag, (UNSENT, answer));
+            let pending = Pending {
+                generation: UNSENT,
+                deadline: Instant::now() + shared.timeout,
+                answer,
+            };
+            calls.pending.insert(tag, pending);
             calls.outbox.push_back(pb::Call {
                 tag,
                 kind: Some(kind),
@@ -289,7 +325,7 @@ impl Shared {
             shared: Arc::clone(self),
             generation,
         };
-        let opened = tokio::time::timeout(self.open_timeout, self.connect(outbox)).await;
+        let opened = tokio::time::timeout(self.timeout, self.connect(outbox)).await;
         let failed = match opened {
             Ok(Ok(replies)) => {
                 let mut calls = self.lock();
@@ -302,7 +338,7 @@ impl Shared {
             Ok(Err(status)) => {
                 Status::unavailable(format!("cannot open the pipeline: {}", status.message()))
             }
-            Err(_) => Status::unavailable(format!("no answer within {:?}", self.open_timeout)),
+            Err(_) => self.too_late(),
         };
         self.broken(generation);
         self.fail_unsent(&failed);
@@ -324,8 +360,8 @@ impl Shared {
                     // Connected on the pipeline's runtime, so that the connection's readiness
                     // wakes the reader and writer there, whatever thread the caller is on.
                     let connecting = tokio::time::timeout(
-                        self.open_timeout,
-                        connect_framed(addr.clone(), self.open_timeout),
+                        self.timeout,
+                        connect_framed(addr.clone(), self.timeout),
                     );
                     let connected = match self.runtime.spawn(connecting).await {
                         Ok(Ok(connected)) => connected,
@@ -342,13 +378,38 @@ impl Shared {
         }
     }
 
+    /// The error of a call not answered in time.
+    fn too_late(&self) -> Status {
+        Status::unavailable(format!("no answer within {:?}", self.timeout))
+    }
+
+    /// Fails the calls whose deadline has passed, and drops those of them not sent yet.
+    fn expire(&self, now: Instant) {
+        let mut calls = self.lock();
+        let Calls {
+            pending, outbox, ..
+        } = &mut *calls;
+        let late: Vec<Pending> = pending
+            .extract_if(|_, p| p.deadline <= now)
+            .map(|(_, p)| p)
+            .collect();
+        if late.is_empty() {
+            return;
+        }
+        outbox.retain(|call| pending.contains_key(&call.tag));
+        for p in late {
+            // The caller may have given up already: nobody to tell is fine.
+            let _ = p.answer.send(Err(self.too_late()));
+        }
+    }
+
     /// Fails the calls not sent yet.
     fn fail_unsent(&self, status: &Status) {
         let mut calls = self.lock();
         let unsent: Vec<u64> = calls.outbox.drain(..).map(|c| c.tag).collect();
         for tag in unsent {
-            if let Some((_, answer)) = calls.pending.remove(&tag) {
-                let _ = answer.send(Err(status.clone()));
+            if let Some(pending) = calls.pending.remove(&tag) {
+                let _ = pending.answer.send(Err(status.clone()));
             }
         }
     }
@@ -357,9 +418,8 @@ impl Shared {
     fn answer(&self, response: pb::PipelineResponse) {
         let mut calls = self.lock();
         for reply in response.replies {
-            if let (Some((_, answer)), Some(kind)) = (calls.pending.remove(&reply.tag), reply.kind)
-            {
-                let _ = answer.send(into_result(kind));
+            if let (Some(pending), Some(kind)) = (calls.pending.remove(&reply.tag), reply.kind) {
+                let _ = pending.answer.send(into_result(kind));
             }
         }
     }
@@ -380,12 +440,12 @@ impl Shared {
         let failed: Vec<u64> = calls
             .pending
             .iter()
-            .filter(|(_, (g, _))| *g == generation)
+            .filter(|(_, p)| p.generation == generation)
             .map(|(tag, _)| *tag)
             .collect();
         for tag in failed {
-            if let Some((_, answer)) = calls.pending.remove(&tag) {
-                let _ = answer.send(Err(Status::unavailable(
+            if let Some(pending) = calls.pending.remove(&tag) {
+                let _ = pending.answer.send(Err(Status::unavailable(
                     "the session server closed the pipeline",
                 )));
             }
@@ -426,9 +486,7 @@ fn framed(stream: TcpStream, outbox: Outbox, runtime: &tokio::runtime::Handle) -
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(usize::MAX)
         .new_codec();
-    let requests = outbox.map(|batch| Ok(Bytes::from(batch.encode_to_vec())));
-    // Ends, closing its half of the connection, when the outbox does.
-    runtime.spawn(requests.forward(FramedWrite::new(write, codec.clone())));
+    runtime.spawn(write_calls(outbox, FramedWrite::new(write, codec.clone())));
     FramedRead::new(read, codec)
         .map(|frame| {
             let frame = frame.map_err(|e| Status::unavailable(e.to_string()))?;
@@ -438,12 +496,50 @@ fn framed(stream: TcpStream, outbox: Outbox, runtime: &tokio::runtime::Handle) -
         .boxed()
 }
 
+/// Writes what the outbox gives, encoded straight into the connection's buffer, and flushes
+/// when it runs dry; ends, closing its half of the connection, when the outbox does.
+async fn write_calls(
+    mut outbox: Outbox,
+    mut out: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+) {
+    while let Some(batch) = outbox.next().await {
+        let mut framed = session_proto::put_frame(out.write_buffer_mut(), &batch);
+        // More calls waited than one message holds: the rest go in this write too.
+        let mut ended = false;
+        while framed && !ended {
+            match std::future::poll_fn(|cx| Poll::Ready(outbox.poll_next_unpin(cx))).await {
+                Poll::Ready(Some(batch)) => {
+                    framed = session_proto::put_frame(out.write_buffer_mut(), &batch);
+                }
+                Poll::Ready(None) => ended = true,
+                Poll::Pending => break,
+            }
+        }
+        // A message too large to frame ends the connection: the reader then fails the calls
+        // it carried, as for any broken connection.
+        if !framed || SinkExt::<Bytes>::flush(&mut out).await.is_err() || ended {
+            break;
+        }
+    }
+    let _ = SinkExt::<Bytes>::close(&mut out).await;
+}
+
 /// Reads the replies of stream `generation` until it ends; then sends what the outbox still
 /// holds on a new stream.
 async fn read(shared: Arc<Shared>, mut replies: Replies, mut generation: u64) {
+    // Deadlines are checked a few times per timeout: a call fails at most a quarter of the
+    // timeout after its deadline.
+    let mut check = tokio::time::interval(shared.timeout.max(MIN_CHECK) / 4);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        while let Some(Ok(response)) = replies.next().await {
-            shared.answer(response);
+        loop {
+            tokio::select! {
+                reply = replies.next() => match reply {
+                    Some(Ok(response)) => shared.answer(response),
+                    _ => break,
+                },
+                _ = check.tick() => shared.expire(Instant::now()),
+            }
         }
         shared.broken(generation);
         if shared.lock().outbox.is_empty() {
@@ -479,8 +575,8 @@ impl Stream for Outbox {
             }
             bytes += size;
             let call = calls.outbox.pop_front().expect("a call at the front");
-            if let Some((generation, _)) = calls.pending.get_mut(&call.tag) {
-                *generation = self.generation;
+            if let Some(pending) = calls.pending.get_mut(&call.tag) {
+                pending.generation = self.generation;
             }
             batch.push(call);
         }

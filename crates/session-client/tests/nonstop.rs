@@ -21,7 +21,7 @@ async fn stopped_server_gives_unavailable_within_the_timeout() {
 
         for _ in 0..3 {
             let started = Instant::now();
-            let result = client.get(&id).await.map(drop);
+            let result = bounded(client.get(&id)).await.map(drop);
             assert_unavailable_in_time(protocol, result, started);
         }
     }
@@ -40,10 +40,17 @@ async fn silent_server_gives_unavailable_within_the_timeout() {
         })
         .expect("client");
         let started = Instant::now();
-        let result = client.create(Ops::new()).await.map(drop);
+        let result = bounded(client.create(Ops::new())).await.map(drop);
         assert!(started.elapsed() >= TIMEOUT - Duration::from_millis(50));
         assert_unavailable_in_time(protocol, result, started);
     }
+}
+
+/// `call`'s result, or a failure if it hangs (well past the timeout) instead of failing.
+async fn bounded<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(TIMEOUT * 10 + SLACK, call)
+        .await
+        .expect("the call hung past its timeout")
 }
 
 /// `result` is `Unavailable`, and came within the timeout (plus scheduling slack) of `started`.

@@ -5,9 +5,12 @@
 
 mod common;
 
-use session_client::{Ops, Protocol, SessionClient};
+use session_client::{Error, Ops, Protocol, SessionClient};
 use session_server::config::ServerConfig;
-use std::{thread, time::Duration};
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
 use tokio::{runtime::Runtime, sync::oneshot};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -115,6 +118,35 @@ async fn a_thread_that_moves_to_another_runtime_gets_a_new_connection() {
     // Both runtimes are gone, and their connections with them.
     wait_connections(&server, 0.0).await;
 
+    drop(client);
+    home.shutdown_background();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_another_runtime_fails_in_time_though_the_clients_runtime_stands_still() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let (home, client) = client_on_an_idle_runtime(&server);
+    // The client's connection opens on its runtime, which then stands still.
+    let (home, client) = thread::spawn(move || {
+        home.block_on(round_trip(&client))
+            .expect("a call at home is answered");
+        (home, client)
+    })
+    .join()
+    .expect("the thread ends cleanly");
+    // Not the client's runtime, nor a current-thread one: the call goes on the client's own
+    // connection, whose tasks nothing runs, so only a timer of the caller's can end it.
+    let started = Instant::now();
+    let result = tokio::time::timeout(TIMEOUT * 5, client.get("an-id"))
+        .await
+        .expect("the call hung");
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(
+        started.elapsed() < TIMEOUT + Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     drop(client);
     home.shutdown_background();
     server.stop().await;

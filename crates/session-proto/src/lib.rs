@@ -26,3 +26,17 @@ pub const DEFAULT_PORT: u16 = 9510;
 /// preceded by its length as a 4-byte big-endian integer. An HTTP/2 connection starts with
 /// `PRI`, so the first byte tells the two apart.
 pub const FRAMED_PREFACE: &[u8] = b"session.v1 framed\r\n";
+
+/// Appends `message` to `buffer` as one frame of the framed pipeline: its length as a 4-byte
+/// big-endian integer, then the message. Encoding straight into a connection's write buffer
+/// spares a buffer and a copy per message. Appends nothing and returns `false` for a message
+/// of 4 GiB or more, which no frame can carry.
+pub fn put_frame(buffer: &mut prost::bytes::BytesMut, message: &impl prost::Message) -> bool {
+    use prost::bytes::BufMut;
+    let Ok(length) = u32::try_from(message.encoded_len()) else {
+        return false;
+    };
+    buffer.reserve(4 + length as usize);
+    buffer.put_u32(length);
+    message.encode(buffer).is_ok()
+}

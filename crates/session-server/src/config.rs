@@ -108,7 +108,8 @@ pub struct ServeArgs {
 
     /// Worker threads (default: one per core). One is plenty for most loads, and better where
     /// the server shares few cores with app servers: idle workers woken to steal work cost
-    /// more than the calls.
+    /// more than the calls. One runs Tokio's current-thread scheduler, which has no stealing
+    /// to track.
     #[arg(long, env = "SESSION_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 

@@ -179,15 +179,21 @@ impl From<pb::GetRequest> for GetQuery {
 
 impl From<SessionInfo> for pb::SessionInfo {
     fn from(i: SessionInfo) -> Self {
-        pb::SessionInfo {
-            id: i.id.text(),
-            version: i.version,
-            created_at_ms: i.created_at_ms as i64,
-            last_access_ms: i.last_access_ms as i64,
-            idle_timeout_ms: i.idle_timeout_ms,
-            max_lifetime_ms: i.max_lifetime_ms,
-            size_bytes: i.size_bytes,
-        }
+        let id = i.id.text();
+        info(i, id)
+    }
+}
+
+/// `i` with its id spelled `id`: a caller that holds the text already saves encoding it.
+pub fn info(i: SessionInfo, id: String) -> pb::SessionInfo {
+    pb::SessionInfo {
+        id,
+        version: i.version,
+        created_at_ms: i.created_at_ms as i64,
+        last_access_ms: i.last_access_ms as i64,
+        idle_timeout_ms: i.idle_timeout_ms,
+        max_lifetime_ms: i.max_lifetime_ms,
+        size_bytes: i.size_bytes,
     }
 }
 
@@ -201,14 +207,20 @@ fn attribute(name: String, a: Attribute) -> pb::Attribute {
 
 impl From<SessionSnapshot> for pb::Session {
     fn from(s: SessionSnapshot) -> Self {
-        pb::Session {
-            info: Some(s.info.into()),
-            attributes: s
-                .attributes
-                .into_iter()
-                .map(|(name, a)| attribute(name, a))
-                .collect(),
-        }
+        let id = s.info.id.text();
+        session(s, id)
+    }
+}
+
+/// `s` with its id spelled `id` (see [`info`]).
+pub fn session(s: SessionSnapshot, id: String) -> pb::Session {
+    pb::Session {
+        info: Some(info(s.info, id)),
+        attributes: s
+            .attributes
+            .into_iter()
+            .map(|(name, a)| attribute(name, a))
+            .collect(),
     }
 }
 
@@ -225,11 +237,17 @@ impl From<OpResult> for pb::OpResult {
 
 impl From<WriteOutcome> for pb::WriteResponse {
     fn from(w: WriteOutcome) -> Self {
-        pb::WriteResponse {
-            info: Some(w.info.into()),
-            results: w.results.into_iter().map(Into::into).collect(),
-            session: w.session.map(Into::into),
-        }
+        let id = w.info.id.text();
+        write_response(w, id)
+    }
+}
+
+/// `w` with its id spelled `id` (see [`info`]).
+pub fn write_response(w: WriteOutcome, id: String) -> pb::WriteResponse {
+    pb::WriteResponse {
+        info: Some(info(w.info, id)),
+        results: w.results.into_iter().map(Into::into).collect(),
+        session: w.session.map(Into::into),
     }
 }
 

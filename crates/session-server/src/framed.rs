@@ -10,7 +10,7 @@
 //! ([`session_proto::FRAMED_PREFACE`], or HTTP/2's `PRI`).
 
 use crate::{service::SessionServiceImpl, store::SessionStore};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message;
 use session_proto::{FRAMED_PREFACE, v1 as pb};
@@ -24,6 +24,9 @@ use tokio_util::{
     codec::{FramedRead, FramedWrite, LengthDelimitedCodec},
     sync::CancellationToken,
 };
+
+/// Replies held back for requests already buffered are written once they reach this size.
+const WRITE_AT: usize = 256 * 1024;
 
 /// How long a new connection may take to send its first bytes.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,17 +133,16 @@ async fn serve<S: SessionStore>(
             }
         };
         let answered = service.answer_batch(batch).await;
-        let mut bytes = BytesMut::with_capacity(answered.encoded_len());
-        answered
-            .encode(&mut bytes)
-            .expect("a BytesMut grows as needed");
-        // Replies to requests that arrived together leave together: one write, not one each.
-        let sent = if holds_a_frame(requests.read_buffer()) {
-            replies.feed(Bytes::from(bytes)).await
-        } else {
-            replies.send(Bytes::from(bytes)).await
-        };
-        if let Err(e) = sent {
+        if !session_proto::put_frame(replies.write_buffer_mut(), &answered) {
+            tracing::warn!("framed connection closed: a reply of 4 GiB or more cannot be framed");
+            break;
+        }
+        // Replies to requests that arrived together leave together: one write, not one each
+        // (up to a bound, so that a client that sends without reading cannot grow the buffer).
+        if holds_a_frame(requests.read_buffer()) && replies.write_buffer().len() < WRITE_AT {
+            continue;
+        }
+        if let Err(e) = SinkExt::<Bytes>::flush(&mut replies).await {
             tracing::debug!(error = %e, "framed connection closed while answering");
             return;
         }

@@ -39,10 +39,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.serve.threads {
-        runtime.worker_threads(threads.into());
-    }
+    // One thread needs no work stealing: the current-thread scheduler skips its bookkeeping.
+    let mut runtime = match cli.serve.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = threads {
+                runtime.worker_threads(threads.into());
+            }
+            runtime
+        }
+    };
     match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(run_command(cli)),
         Err(e) => {

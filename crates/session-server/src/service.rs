@@ -59,7 +59,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         &self,
         method: &'static str,
         call: impl Future<Output = Result<T, Status>>,
-    ) -> Result<Response<T>, Status> {
+    ) -> Result<T, Status> {
         let started = Instant::now();
         let result = call.await;
         let code = result
@@ -69,7 +69,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         if let Err(status) = &result {
             tracing::debug!(method, code = ?status.code(), message = status.message(), "call failed");
         }
-        result.map(Response::new)
+        result
     }
 }
 
@@ -99,27 +99,25 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     /// One call of a pipeline, answered exactly as its unary RPC would be.
     async fn answer(&self, call: pb::Call) -> pb::Reply {
         use pb::{call::Kind as C, reply::Kind as R};
+        // The same calls as the unary RPCs, without their request wrappers and boxed futures.
         let result = match call.kind {
             Some(C::Create(r)) => self
-                .create(Request::new(r))
+                .observed("create", self.create_call(r))
                 .await
-                .map(|r| R::Write(r.into_inner())),
-            Some(C::Get(r)) => self
-                .get(Request::new(r))
-                .await
-                .map(|r| R::Get(r.into_inner())),
+                .map(R::Write),
+            Some(C::Get(r)) => self.observed("get", self.get_call(r)).await.map(R::Get),
             Some(C::Apply(r)) => self
-                .apply(Request::new(r))
+                .observed("apply", self.apply_call(r))
                 .await
-                .map(|r| R::Write(r.into_inner())),
+                .map(R::Write),
             Some(C::Invalidate(r)) => self
-                .invalidate(Request::new(r))
+                .observed("invalidate", self.invalidate_call(r))
                 .await
-                .map(|r| R::Invalidate(r.into_inner())),
+                .map(R::Invalidate),
             Some(C::RotateId(r)) => self
-                .rotate_id(Request::new(r))
+                .observed("rotate_id", self.rotate_id_call(r))
                 .await
-                .map(|r| R::RotateId(r.into_inner())),
+                .map(R::RotateId),
             None => Err(Status::invalid_argument("call has no kind")),
         };
         let kind = result.unwrap_or_else(|status| {
@@ -150,94 +148,111 @@ fn returning_session(value: i32) -> bool {
     value == pb::Returning::Session as i32
 }
 
+impl<S: SessionStore> SessionServiceImpl<S> {
+    async fn create_call(&self, req: pb::CreateRequest) -> Result<pb::WriteResponse, Status> {
+        let ops = convert::operations(req.operations)?;
+        let options = CreateOptions {
+            idle_timeout: duration_ms(req.idle_timeout_ms),
+            max_lifetime: duration_ms(req.max_lifetime_ms),
+            return_session: returning_session(req.returning),
+        };
+        let outcome = self.store.create(options, ops).await?;
+        tracing::debug!(session = %outcome.info.id, "created");
+        Ok(outcome.into())
+    }
+
+    async fn get_call(&self, mut req: pb::GetRequest) -> Result<pb::GetResponse, Status> {
+        let id = session_id(&req.id)?;
+        // Only an id's one spelling parses, so the request's text is the reply's id as is.
+        let text = std::mem::take(&mut req.id);
+        Ok(match self.store.get(&id, req.into()).await? {
+            GetOutcome::Found(snapshot) => pb::GetResponse {
+                not_modified: false,
+                session: Some(convert::session(snapshot, text)),
+            },
+            GetOutcome::NotModified(info) => pb::GetResponse {
+                not_modified: true,
+                session: Some(pb::Session {
+                    info: Some(convert::info(info, text)),
+                    attributes: Vec::new(),
+                }),
+            },
+        })
+    }
+
+    async fn apply_call(&self, req: pb::ApplyRequest) -> Result<pb::WriteResponse, Status> {
+        let id = session_id(&req.id)?;
+        let ops = convert::operations(req.operations)?;
+        let outcome = self
+            .store
+            .apply(&id, ops, returning_session(req.returning))
+            .await?;
+        Ok(convert::write_response(outcome, req.id))
+    }
+
+    async fn invalidate_call(
+        &self,
+        req: pb::InvalidateRequest,
+    ) -> Result<pb::InvalidateResponse, Status> {
+        let id = session_id(&req.id)?;
+        self.store.invalidate(&id).await?;
+        tracing::debug!(session = %id, "invalidated");
+        Ok(pb::InvalidateResponse {})
+    }
+
+    async fn rotate_id_call(
+        &self,
+        req: pb::RotateIdRequest,
+    ) -> Result<pb::RotateIdResponse, Status> {
+        let id = session_id(&req.id)?;
+        let info = self.store.rotate_id(&id).await?;
+        tracing::debug!(session = %id, new = %info.id, "id rotated");
+        Ok(pb::RotateIdResponse {
+            info: Some(info.into()),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
     async fn create(
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        self.observed("create", async {
-            let req = request.into_inner();
-            let ops = convert::operations(req.operations)?;
-            let options = CreateOptions {
-                idle_timeout: duration_ms(req.idle_timeout_ms),
-                max_lifetime: duration_ms(req.max_lifetime_ms),
-                return_session: returning_session(req.returning),
-            };
-            let outcome = self.store.create(options, ops).await?;
-            tracing::debug!(session = %outcome.info.id, "created");
-            Ok(outcome.into())
-        })
-        .await
+        let call = self.create_call(request.into_inner());
+        self.observed("create", call).await.map(Response::new)
     }
 
     async fn get(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        self.observed("get", async {
-            let req = request.into_inner();
-            let id = session_id(&req.id)?;
-            Ok(match self.store.get(&id, req.into()).await? {
-                GetOutcome::Found(snapshot) => pb::GetResponse {
-                    not_modified: false,
-                    session: Some(snapshot.into()),
-                },
-                GetOutcome::NotModified(info) => pb::GetResponse {
-                    not_modified: true,
-                    session: Some(pb::Session {
-                        info: Some(info.into()),
-                        attributes: Vec::new(),
-                    }),
-                },
-            })
-        })
-        .await
+        let call = self.get_call(request.into_inner());
+        self.observed("get", call).await.map(Response::new)
     }
 
     async fn apply(
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        self.observed("apply", async {
-            let req = request.into_inner();
-            let id = session_id(&req.id)?;
-            let ops = convert::operations(req.operations)?;
-            let outcome = self
-                .store
-                .apply(&id, ops, returning_session(req.returning))
-                .await?;
-            Ok(outcome.into())
-        })
-        .await
+        let call = self.apply_call(request.into_inner());
+        self.observed("apply", call).await.map(Response::new)
     }
 
     async fn invalidate(
         &self,
         request: Request<pb::InvalidateRequest>,
     ) -> Result<Response<pb::InvalidateResponse>, Status> {
-        self.observed("invalidate", async {
-            let id = session_id(&request.into_inner().id)?;
-            self.store.invalidate(&id).await?;
-            tracing::debug!(session = %id, "invalidated");
-            Ok(pb::InvalidateResponse {})
-        })
-        .await
+        let call = self.invalidate_call(request.into_inner());
+        self.observed("invalidate", call).await.map(Response::new)
     }
 
     async fn rotate_id(
         &self,
         request: Request<pb::RotateIdRequest>,
     ) -> Result<Response<pb::RotateIdResponse>, Status> {
-        self.observed("rotate_id", async {
-            let id = session_id(&request.into_inner().id)?;
-            let info = self.store.rotate_id(&id).await?;
-            tracing::debug!(session = %id, new = %info.id, "id rotated");
-            Ok(pb::RotateIdResponse {
-                info: Some(info.into()),
-            })
-        })
-        .await
+        let call = self.rotate_id_call(request.into_inner());
+        self.observed("rotate_id", call).await.map(Response::new)
     }
 
     type PipelineStream = BoxStream<'static, Result<pb::PipelineResponse, Status>>;
@@ -278,5 +293,6 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
             Ok(stream.boxed())
         })
         .await
+        .map(Response::new)
     }
 }
