@@ -99,7 +99,6 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     /// One call of a pipeline, answered exactly as its unary RPC would be.
     async fn answer(&self, call: pb::Call) -> pb::Reply {
         use pb::{call::Kind as C, reply::Kind as R};
-        // The same calls as the unary RPCs, without their request wrappers and boxed futures.
         let result = match call.kind {
             Some(C::Create(r)) => self
                 .observed("create", self.create_call(r))
@@ -148,6 +147,8 @@ fn returning_session(value: i32) -> bool {
     value == pb::Returning::Session as i32
 }
 
+/// The calls themselves, shared by the unary RPCs and the pipelines (which call them without
+/// the RPCs' request wrappers and boxed futures).
 impl<S: SessionStore> SessionServiceImpl<S> {
     async fn create_call(&self, req: pb::CreateRequest) -> Result<pb::WriteResponse, Status> {
         let ops = convert::operations(req.operations)?;
