@@ -38,5 +38,7 @@ pub fn put_frame(buffer: &mut prost::bytes::BytesMut, message: &impl prost::Mess
     };
     buffer.reserve(4 + length as usize);
     buffer.put_u32(length);
-    message.encode(buffer).is_ok()
+    // `encode` would measure the whole message again; the room is reserved already.
+    message.encode_raw(buffer);
+    true
 }

@@ -172,6 +172,11 @@ impl EventLog {
             }));
             ring.next_seq
         };
+        // Nobody watching, nobody to wake: a watcher that comes later subscribes before it
+        // reads the ring, so the ring's lock orders it against this check.
+        if self.wake.receiver_count() == 0 {
+            return;
+        }
         self.wake.send_if_modified(|v| {
             if v.is_some() {
                 *v = Some(next);
