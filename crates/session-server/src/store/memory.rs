@@ -69,12 +69,14 @@ impl Attrs {
         self.find(name).ok().map(|i| &self.0[i].1)
     }
 
-    fn insert(&mut self, name: Arc<str>, attr: Attribute) {
-        match self.find(&name) {
+    /// Sets `name` to `attr`; `shared_name` makes the key only for a name not there yet (a
+    /// rewritten attribute keeps the one it has).
+    fn insert(&mut self, name: &str, attr: Attribute, shared_name: impl FnOnce() -> Arc<str>) {
+        match self.find(name) {
             Ok(i) => self.0[i].1 = attr,
             Err(i) => {
                 self.0.reserve_exact(1); // a vector's first growth would leave room for four
-                self.0.insert(i, (name, attr));
+                self.0.insert(i, (shared_name(), attr));
             }
         }
     }
@@ -475,10 +477,7 @@ fn commit(
             Some(mut attr) => {
                 // Most writes replace a value of the same type: its name and content type are
                 // already shared ones, found without a lookup in `interned`.
-                let old = entry.attrs.find(&name);
-                let old_type = old
-                    .ok()
-                    .and_then(|i| entry.attrs.0[i].1.value.content_type());
+                let old_type = entry.attrs.get(&name).and_then(|a| a.value.content_type());
                 if let Value::Bytes { content_type, .. } | Value::List { content_type, .. } =
                     &mut attr.value
                 {
@@ -487,10 +486,7 @@ fn commit(
                         _ => intern(interned, content_type),
                     };
                 }
-                match old {
-                    Ok(i) => entry.attrs.0[i].1 = attr,
-                    Err(_) => entry.attrs.insert(intern(interned, &name), attr),
-                }
+                entry.attrs.insert(&name, attr, || intern(interned, &name));
             }
             None => entry.attrs.remove(&name),
         }
