@@ -165,7 +165,12 @@ pub fn operations(ops: Vec<pb::Operation>) -> Result<Vec<Operation>, InvalidInpu
             "a batch holds at most {MAX_OPS} operations"
         )));
     }
-    ops.into_iter().map(Operation::try_from).collect()
+    // Not `collect`: it would reuse the request's larger buffer, then reallocate to shrink it.
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        out.push(Operation::try_from(op)?);
+    }
+    Ok(out)
 }
 
 impl From<pb::GetRequest> for GetQuery {
