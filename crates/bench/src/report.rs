@@ -63,6 +63,16 @@ impl Comparison {
         }
     }
 
+    /// The ratio to two decimals, or three where two would round it onto the target and hide
+    /// which side it fell (0.997 against 1.00 would read "1.00 not met").
+    fn ratio_text(&self) -> String {
+        if format!("{:.2}", self.ratio) == format!("{:.2}", self.target) {
+            format!("{:.3}", self.ratio)
+        } else {
+            format!("{:.2}", self.ratio)
+        }
+    }
+
     fn target_text(&self) -> String {
         format!(
             "{} {:.2}",
@@ -133,9 +143,9 @@ impl Report {
         for c in &self.comparisons {
             let _ = writeln!(
                 out,
-                "{:<52} {:>7.2} {:>8} {}",
+                "{:<52} {:>7} {:>8} {}",
                 c.name,
-                c.ratio,
+                c.ratio_text(),
                 c.target_text(),
                 if c.pass() { "pass" } else { "FAIL" }
             );
@@ -159,9 +169,9 @@ impl Report {
         for c in &self.comparisons {
             let _ = writeln!(
                 md,
-                "| {} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {} |",
                 c.name,
-                c.ratio,
+                c.ratio_text(),
                 c.target_text(),
                 if c.pass() { "pass" } else { "**not met**" }
             );
@@ -216,10 +226,10 @@ impl Report {
             );
             let _ = writeln!(
                 s,
-                "<text x=\"{:.1}\" y=\"{}\">{:.2}</text>",
+                "<text x=\"{:.1}\" y=\"{}\">{}</text>",
                 left + bar + 6.0,
                 y + 13.0,
-                c.ratio
+                c.ratio_text()
             );
         }
         s.push_str("</svg>\n");
@@ -242,5 +252,32 @@ impl Report {
             self.svg(),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Comparison;
+
+    #[test]
+    fn a_ratio_that_rounds_onto_its_target_shows_which_side_it_fell() {
+        let just_under = Comparison::at_least("get", 997.0, 1000.0, 1.0);
+        assert_eq!(
+            (just_under.ratio_text(), just_under.pass()),
+            ("0.997".into(), false)
+        );
+        let just_over = Comparison::at_least("get", 1003.0, 1000.0, 1.0);
+        assert_eq!(
+            (just_over.ratio_text(), just_over.pass()),
+            ("1.003".into(), true)
+        );
+        assert_eq!(
+            Comparison::at_most("p50", 98.0, 100.0, 1.2).ratio_text(),
+            "0.98"
+        );
+        assert_eq!(
+            Comparison::at_least("page", 1.5, 1.0, 1.3).ratio_text(),
+            "1.50"
+        );
     }
 }
