@@ -2,11 +2,7 @@
 //! that only answers. A lone caller's get or apply against any store costs at least this: two
 //! wake-ups across processes and a loopback send each way, most of it in the kernel.
 
-use crate::load::{self, Measured};
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::net::SocketAddr;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -35,25 +31,18 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-/// Pings from one caller, each after the last pong, for `duration`.
-pub async fn ping_pong(server: SocketAddr, duration: Duration) -> anyhow::Result<Measured> {
-    let mut stream = TcpStream::connect(server).await?;
+/// A caller's connection to the answering server.
+pub async fn connect(server: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(server).await?;
     stream.set_nodelay(true)?;
-    let (ping, mut pong) = ([b'x'; PING_BYTES], [0; PONG_BYTES]);
-    let mut latency = load::histogram();
-    let mut requests = 0;
-    let started = Instant::now();
-    while started.elapsed() < duration {
-        let sent = Instant::now();
-        stream.write_all(&ping).await?;
-        stream.read_exact(&mut pong).await?;
-        requests += 1;
-        let _ = latency.record(sent.elapsed().as_micros() as u64);
-    }
-    Ok(Measured {
-        requests,
-        errors: 0,
-        elapsed: started.elapsed(),
-        latency,
-    })
+    Ok(stream)
+}
+
+/// One ping, answered.
+pub async fn ping(stream: &mut TcpStream) -> std::io::Result<()> {
+    const PING: [u8; PING_BYTES] = [b'x'; PING_BYTES];
+    let mut pong = [0; PONG_BYTES];
+    stream.write_all(&PING).await?;
+    stream.read_exact(&mut pong).await?;
+    Ok(())
 }

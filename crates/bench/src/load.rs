@@ -141,6 +141,24 @@ pub struct Measured {
 }
 
 impl Measured {
+    pub fn empty() -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latency: histogram(),
+        }
+    }
+
+    /// Adds `other`, measured in a later slice of the same run, to this one.
+    pub fn absorb(&mut self, other: Measured) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency.add(other.latency);
+    }
+
     pub fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -247,12 +265,7 @@ pub async fn collect(
     started: Instant,
     tasks: impl Iterator<Item = tokio::task::JoinHandle<(u64, u64, Histogram<u64>)>>,
 ) -> Measured {
-    let mut total = Measured {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latency: histogram(),
-    };
+    let mut total = Measured::empty();
     for done in futures_util::future::join_all(tasks).await {
         let (ok, errors, hist) = done.expect("load task");
         total.requests += ok;

@@ -17,6 +17,7 @@ mod scenarios;
 use clap::{Parser, Subcommand, ValueEnum};
 use load::Measured;
 use report::{Comparison, Report, Row};
+use scenarios::{Op, Store};
 use session_client::Protocol;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -227,31 +228,44 @@ async fn ops(
             eprintln!(
                 "session operations at concurrency {concurrency} (round {round} of {rounds})..."
             );
-            let [ours, over_grpc] = [Protocol::Framed, Protocol::Grpc].map(|protocol| {
-                let (addr, ids) = (server.addr, Arc::clone(&ids));
-                load::isolated(move || async move {
-                    scenarios::ours(addr, protocol, &ids, concurrency, duration).await
-                })
-            });
-            let ours = ours.await?;
-            let over_grpc = over_grpc.await?;
-            let theirs = load::isolated({
-                let addr = redis.addr;
-                move || async move { scenarios::redis_ops(addr, small, concurrency, duration).await }
+            // Ours and Redis take turns within the round, and with them, for a lone caller's
+            // applies, the loopback floor; the same calls over the gRPC pipeline (no target)
+            // run after them.
+            let (get, mut apply) = load::isolated({
+                let (addr, redis, echo, ids) =
+                    (server.addr, redis.addr, echo.addr, Arc::clone(&ids));
+                move || async move {
+                    let mut stores = vec![
+                        Arc::new(Store::ours(addr, Protocol::Framed, &ids)?),
+                        Arc::new(Store::redis(redis, small, concurrency).await?),
+                    ];
+                    let get = scenarios::in_turns(&stores, Op::Get, concurrency, duration).await;
+                    if concurrency == 1 {
+                        stores.push(Arc::new(Store::floor(echo).await?));
+                    }
+                    let apply =
+                        scenarios::in_turns(&stores, Op::Apply, concurrency, duration).await;
+                    anyhow::Ok((get, apply))
+                }
             })
             .await?;
             if concurrency == 1 {
-                let addr = echo.addr;
-                floor.push(
-                    load::isolated(move || async move { floor::ping_pong(addr, duration).await })
-                        .await?,
-                );
+                floor.extend(apply.pop());
             }
+            let over_grpc = load::isolated({
+                let (addr, ids) = (server.addr, Arc::clone(&ids));
+                move || async move {
+                    scenarios::ours(addr, Protocol::Grpc, &ids, concurrency, duration).await
+                }
+            })
+            .await?;
+            let both = |m: Vec<Measured>| <[Measured; 2]>::try_from(m).expect("ours and Redis");
+            let ([get, their_get], [apply, their_apply]) = (both(get), both(apply));
             for (runs, m) in runs.iter_mut().zip([
-                ours.get,
-                ours.apply,
-                theirs.get,
-                theirs.apply,
+                get,
+                apply,
+                their_get,
+                their_apply,
                 over_grpc.get,
                 over_grpc.apply,
             ]) {

@@ -157,7 +157,7 @@ impl Report {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "Measured with `cargo run --release -p bench -- --write`: {} s per measurement, {} connections; cart pages and raw operations: the median of {} rounds in which the variants take turns.\n",
+            "Measured with `cargo run --release -p bench -- --write`: {} s per measurement, {} connections; cart pages and raw operations: the median of {} rounds in which the variants take turns (raw operations: ours and Redis in half-second slices).\n",
             self.duration.as_secs(),
             self.connections,
             self.rounds

@@ -141,6 +141,129 @@ pub struct OpsResult {
     pub apply: Measured,
 }
 
+/// How long a store runs before the next takes its turn, in [`in_turns`].
+const SLICE: Duration = Duration::from_millis(500);
+
+/// A raw operation on a 1 KB session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Get,
+    Apply,
+}
+
+/// A store under measurement, as its callers reach it.
+pub enum Store {
+    /// The session server through session-client with no cache, on the sessions `ids`.
+    Ours {
+        client: SessionClient,
+        ids: Arc<Vec<String>>,
+    },
+    /// Redis hashes `s:0` to `s:{n - 1}` through the `redis` crate, a connection per caller (no
+    /// pipelining).
+    Redis {
+        conns: Vec<redis::aio::MultiplexedConnection>,
+        n: usize,
+    },
+    /// The loopback floor (see [`crate::floor`]): a ping of an apply's size and its pong, for
+    /// either operation, from one caller.
+    Floor(tokio::sync::Mutex<tokio::net::TcpStream>),
+}
+
+impl Store {
+    pub fn ours(
+        server: SocketAddr,
+        protocol: Protocol,
+        ids: &Arc<Vec<String>>,
+    ) -> anyhow::Result<Self> {
+        let client = SessionClient::connect_lazy(ClientConfig {
+            endpoints: vec![format!("http://{server}")],
+            timeout: Duration::from_secs(5),
+            protocol,
+        })?;
+        Ok(Self::Ours {
+            client,
+            ids: Arc::clone(ids),
+        })
+    }
+
+    pub async fn redis(redis: SocketAddr, n: usize, concurrency: usize) -> anyhow::Result<Self> {
+        let client = redis::Client::open(format!("redis://{redis}"))?;
+        let mut conns = Vec::new();
+        for _ in 0..concurrency {
+            conns.push(client.get_multiplexed_async_connection().await?);
+        }
+        Ok(Self::Redis { conns, n })
+    }
+
+    pub async fn floor(echo: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self::Floor(crate::floor::connect(echo).await?.into()))
+    }
+
+    /// Call number `i`: an HGETALL or HSET for Redis, a get or apply for ours.
+    async fn call(&self, op: Op, i: usize) -> anyhow::Result<()> {
+        match self {
+            Self::Ours { client, ids } => {
+                let id = &ids[i % ids.len()];
+                match op {
+                    Op::Get => drop(client.get(id).await?),
+                    Op::Apply => {
+                        let ops = Ops::new().set_bytes(
+                            "data",
+                            "application/octet-stream",
+                            payload(),
+                            None,
+                        );
+                        drop(client.apply(id, ops).await?);
+                    }
+                }
+            }
+            Self::Redis { conns, n } => {
+                let mut conn = conns[i % conns.len()].clone();
+                let key = format!("s:{}", (i * 7919) % n);
+                match op {
+                    Op::Get => {
+                        let _: std::collections::HashMap<String, Vec<u8>> =
+                            conn.hgetall(key).await?;
+                    }
+                    Op::Apply => {
+                        let () = conn.hset(key, "data", payload().as_ref()).await?;
+                    }
+                }
+            }
+            Self::Floor(stream) => crate::floor::ping(&mut *stream.lock().await).await?,
+        }
+        Ok(())
+    }
+}
+
+/// Measures `op` on every store for `duration` each, the stores taking turns in slices of
+/// [`SLICE`], each turn begun by the next store. A shared virtual machine's speed drifts by
+/// several percent from one minute to the next; stores measured a whole run each, one after the
+/// other, would each get a different machine, while slices this short give every store the
+/// same.
+pub async fn in_turns(
+    stores: &[Arc<Store>],
+    op: Op,
+    concurrency: usize,
+    duration: Duration,
+) -> Vec<Measured> {
+    let mut measured: Vec<Measured> = stores.iter().map(|_| Measured::empty()).collect();
+    let mut next = vec![0; stores.len()];
+    let (mut done, mut turn) = (Duration::ZERO, 0);
+    while done < duration {
+        let slice = SLICE.min(duration - done);
+        for k in (0..stores.len()).map(|k| (turn + k) % stores.len()) {
+            let m = drive(concurrency, slice, next[k], Arc::clone(&stores[k]), op).await;
+            next[k] += (m.requests + m.errors) as usize;
+            measured[k].absorb(m);
+        }
+        done += slice;
+        turn += 1;
+    }
+    measured
+}
+
+/// `op` on our server alone, over `protocol`.
 pub async fn ours(
     server: SocketAddr,
     protocol: Protocol,
@@ -148,36 +271,13 @@ pub async fn ours(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<OpsResult> {
-    let client = SessionClient::connect_lazy(ClientConfig {
-        endpoints: vec![format!("http://{server}")],
-        timeout: Duration::from_secs(5),
-        protocol,
-    })?;
-    let get = drive(concurrency, duration, {
-        let (client, ids) = (client.clone(), Arc::clone(ids));
-        move |i| {
-            let (client, id) = (client.clone(), ids[i % ids.len()].clone());
-            async move { client.get(&id).await.map(drop).map_err(anyhow::Error::from) }
-        }
-    })
-    .await;
-    let apply = drive(concurrency, duration, {
-        let (client, ids) = (client.clone(), Arc::clone(ids));
-        move |i| {
-            let (client, id) = (client.clone(), ids[i % ids.len()].clone());
-            async move {
-                client
-                    .apply(
-                        &id,
-                        Ops::new().set_bytes("data", "application/octet-stream", payload(), None),
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(anyhow::Error::from)
-            }
-        }
-    })
-    .await;
+    let store = [Arc::new(Store::ours(server, protocol, ids)?)];
+    let get = in_turns(&store, Op::Get, concurrency, duration)
+        .await
+        .remove(0);
+    let apply = in_turns(&store, Op::Apply, concurrency, duration)
+        .await
+        .remove(0);
     Ok(OpsResult { get, apply })
 }
 
@@ -237,64 +337,25 @@ pub async fn redis_used_memory(redis: SocketAddr) -> anyhow::Result<u64> {
         .context("used_memory in INFO")
 }
 
-/// HGETALL / HSET on random hashes, one connection per caller (no pipelining).
-pub async fn redis_ops(
-    redis: SocketAddr,
-    n: usize,
+/// Runs `op` on `store` from `concurrency` callers, each waiting for its answer before the
+/// next (caller c makes calls number first + c, first + c + concurrency, ...), for `duration`.
+async fn drive(
     concurrency: usize,
     duration: Duration,
-) -> anyhow::Result<OpsResult> {
-    let client = redis::Client::open(format!("redis://{redis}"))?;
-    let mut conns = Vec::new();
-    for _ in 0..concurrency {
-        conns.push(client.get_multiplexed_async_connection().await?);
-    }
-    let conns = Arc::new(conns);
-    let get = drive(concurrency, duration, {
-        let conns = Arc::clone(&conns);
-        move |i| {
-            let mut conn = conns[i % conns.len()].clone();
-            async move {
-                let _: std::collections::HashMap<String, Vec<u8>> =
-                    conn.hgetall(format!("s:{}", (i * 7919) % n)).await?;
-                Ok(())
-            }
-        }
-    })
-    .await;
-    let apply = drive(concurrency, duration, {
-        let conns = Arc::clone(&conns);
-        move |i| {
-            let mut conn = conns[i % conns.len()].clone();
-            async move {
-                let () = conn
-                    .hset(format!("s:{}", (i * 7919) % n), "data", payload().as_ref())
-                    .await?;
-                Ok(())
-            }
-        }
-    })
-    .await;
-    Ok(OpsResult { get, apply })
-}
-
-/// Runs `op(i)` from `concurrency` callers, each waiting for its answer before the next
-/// (caller c issues i = c, c + concurrency, ...), for `duration`.
-async fn drive<F, Fut>(concurrency: usize, duration: Duration, op: F) -> Measured
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
+    first: usize,
+    store: Arc<Store>,
+    op: Op,
+) -> Measured {
     let started = Instant::now();
     let deadline = started + duration;
     let tasks = (0..concurrency).map(|c| {
-        let op = op.clone();
+        let store = Arc::clone(&store);
         tokio::spawn(async move {
             let mut hist: Histogram<u64> = load::histogram();
-            let (mut ok, mut errors, mut i) = (0u64, 0u64, c);
+            let (mut ok, mut errors, mut i) = (0u64, 0u64, first + c);
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                match op(i).await {
+                match store.call(op, i).await {
                     Ok(()) => {
                         ok += 1;
                         let _ = hist.record(t0.elapsed().as_micros() as u64);
