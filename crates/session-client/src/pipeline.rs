@@ -533,12 +533,17 @@ async fn read(shared: Arc<Shared>, mut replies: Replies, mut generation: u64) {
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         loop {
-            tokio::select! {
-                reply = replies.next() => match reply {
-                    Some(Ok(response)) => shared.answer(response),
-                    _ => break,
-                },
-                _ = check.tick() => shared.expire(Instant::now()),
+            // Replies first: the deadlines need a look only while no reply is waiting (and
+            // replies arrive in order, so one waiting means the calls before it were answered).
+            let next = std::future::poll_fn(|cx| match replies.poll_next_unpin(cx) {
+                Poll::Ready(reply) => Poll::Ready(Some(reply)),
+                Poll::Pending => check.poll_tick(cx).map(|_| None),
+            })
+            .await;
+            match next {
+                Some(Some(Ok(response))) => shared.answer(response),
+                Some(_) => break,
+                None => shared.expire(Instant::now()),
             }
         }
         shared.broken(generation);
@@ -566,14 +571,21 @@ impl Stream for Outbox {
             calls.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let mut batch = Vec::new();
+        let mut batch: Vec<pb::Call> = Vec::with_capacity(calls.outbox.len().min(MAX_BATCH));
         let mut bytes = 0;
         while let Some(call) = calls.outbox.front() {
-            let size = call.encoded_len();
-            if batch.len() == MAX_BATCH || (!batch.is_empty() && bytes + size > MAX_BATCH_BYTES) {
-                break;
+            // Sizes matter only once a second call would join the first (a single larger call
+            // travels alone): a lone caller's message is not measured here at all.
+            if let Some(first) = batch.first() {
+                if batch.len() == 1 {
+                    bytes = first.encoded_len();
+                }
+                let size = call.encoded_len();
+                if batch.len() == MAX_BATCH || bytes + size > MAX_BATCH_BYTES {
+                    break;
+                }
+                bytes += size;
             }
-            bytes += size;
             let call = calls.outbox.pop_front().expect("a call at the front");
             if let Some(pending) = calls.pending.get_mut(&call.tag) {
                 pending.generation = self.generation;
