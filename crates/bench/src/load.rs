@@ -176,47 +176,118 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Runs every connection for `duration`, each cycling through its requests; a request counts
-/// when its response has the expected status.
+/// How long a variant runs before the next takes its turn: a shared virtual machine's speed
+/// drifts by several percent from one minute to the next, and variants measured a whole run
+/// each, one after the other, would each get a different machine, while slices this short
+/// give every variant the same.
+pub const SLICE: Duration = Duration::from_millis(500);
+
+/// Gives each of `variants` variants `duration` of measurement in all, in turns of [`SLICE`]
+/// (the last one cut to fit), each turn begun by the next variant in line: `measure(k, slice)`
+/// measures variant `k` for one slice. Returns each variant's measurement.
+pub async fn in_turns(
+    variants: usize,
+    duration: Duration,
+    mut measure: impl AsyncFnMut(usize, Duration) -> Measured,
+) -> Vec<Measured> {
+    let mut measured: Vec<Measured> = (0..variants).map(|_| Measured::empty()).collect();
+    let (mut done, mut turn) = (Duration::ZERO, 0);
+    while done < duration {
+        let slice = SLICE.min(duration - done);
+        for k in (0..variants).map(|k| (turn + k) % variants) {
+            measured[k].absorb(measure(k, slice).await);
+        }
+        done += slice;
+        turn += 1;
+    }
+    measured
+}
+
+/// One keep-alive connection under load: the requests it sends in turn, and which is next.
+pub struct Load {
+    conn: Conn,
+    requests: Vec<Vec<u8>>,
+    next: usize,
+}
+
+impl Load {
+    pub fn new(conn: Conn, requests: Vec<Vec<u8>>) -> Self {
+        Self {
+            conn,
+            requests,
+            next: 0,
+        }
+    }
+}
+
+/// Runs each variant's connections, each cycling through its requests, for `duration` in
+/// each of `rounds` rounds, the variants taking turns (see [`in_turns`]); a request counts
+/// when its response has the status `expect`. Returns each variant's measurement of each
+/// round.
 ///
 /// The connections run on a thread of their own with a single-threaded runtime, as `wrk -t1`
 /// does: on a shared multi-threaded runtime, idle workers woken to steal tasks cost more CPU
 /// than the requests themselves, CPU the servers measured then lack.
-pub async fn run(
-    conns: Vec<(Conn, Vec<Vec<u8>>)>,
+pub async fn run_in_turns(
+    variants: Vec<Vec<Load>>,
     expect: u16,
     duration: Duration,
-) -> anyhow::Result<Measured> {
-    let conns = conns
+    rounds: usize,
+) -> anyhow::Result<Vec<Vec<Measured>>> {
+    // A Tokio stream belongs to the runtime that made it: each goes over as a std one.
+    let variants = variants
         .into_iter()
-        .map(|(conn, requests)| Ok((conn.stream.into_std()?, conn.buf, requests)))
+        .map(|loads| {
+            loads
+                .into_iter()
+                .map(|l| Ok((l.conn.stream.into_std()?, l.conn.buf, l.requests)))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
         .collect::<std::io::Result<Vec<_>>>()
         .context("the load generator could not take its connections")?;
     isolated(move || async move {
-        let conns = conns
+        let mut variants = variants
             .into_iter()
-            .map(|(stream, buf, requests)| {
-                let stream = TcpStream::from_std(stream)?;
-                Ok((Conn { stream, buf }, requests))
+            .map(|loads| {
+                loads
+                    .into_iter()
+                    .map(|(stream, buf, requests)| {
+                        let stream = TcpStream::from_std(stream)?;
+                        Ok(Load::new(Conn { stream, buf }, requests))
+                    })
+                    .collect::<std::io::Result<Vec<_>>>()
             })
             .collect::<std::io::Result<Vec<_>>>()
             .context("the load generator could not take its connections")?;
-        Ok(run_here(conns, expect, duration).await)
+        let mut measured = vec![Vec::with_capacity(rounds); variants.len()];
+        for _ in 0..rounds {
+            let round = in_turns(variants.len(), duration, async |k, slice| {
+                let (m, kept) = run_for(std::mem::take(&mut variants[k]), expect, slice).await;
+                variants[k] = kept;
+                m
+            })
+            .await;
+            for (runs, m) in measured.iter_mut().zip(round) {
+                runs.push(m);
+            }
+        }
+        Ok(measured)
     })
     .await
 }
 
-async fn run_here(conns: Vec<(Conn, Vec<Vec<u8>>)>, expect: u16, duration: Duration) -> Measured {
+/// Runs `loads` for `duration`; returns the measurement and the connections still open.
+async fn run_for(loads: Vec<Load>, expect: u16, duration: Duration) -> (Measured, Vec<Load>) {
     let started = Instant::now();
     let deadline = started + duration;
-    let tasks = conns.into_iter().map(|(mut conn, requests)| {
+    let tasks = loads.into_iter().map(|mut load| {
         tokio::spawn(async move {
             let mut hist = histogram();
             let (mut ok, mut errors) = (0u64, 0u64);
-            let mut i = 0;
             let mut t0 = Instant::now();
             while t0 < deadline {
-                let result = conn.status(&requests[i % requests.len()]).await;
+                let request = &load.requests[load.next % load.requests.len()];
+                let result = load.conn.status(request).await;
                 let t1 = Instant::now();
                 match result {
                     Ok(status) if status == expect => {
@@ -224,18 +295,17 @@ async fn run_here(conns: Vec<(Conn, Vec<Vec<u8>>)>, expect: u16, duration: Durat
                         let _ = hist.record((t1 - t0).as_micros() as u64);
                     }
                     Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        break;
-                    }
+                    // The connection is gone: counted, and left out of later slices.
+                    Err(_) => return (ok, errors + 1, hist, None),
                 }
-                i += 1;
+                load.next += 1;
                 t0 = t1;
             }
-            (ok, errors, hist)
+            (ok, errors, hist, Some(load))
         })
     });
-    collect(started, tasks).await
+    let (measured, kept) = collect(started, tasks).await;
+    (measured, kept.into_iter().flatten().collect())
 }
 
 /// Runs `work` on a thread of its own with a single-threaded runtime, as an actix-web worker
@@ -260,18 +330,21 @@ where
         .context("the measuring thread ended without a result")?
 }
 
-/// Joins per-task counts and histograms into one measurement.
-pub async fn collect(
+/// Joins per-task counts and histograms into one measurement, and hands back what else each
+/// task returned.
+pub async fn collect<T>(
     started: Instant,
-    tasks: impl Iterator<Item = tokio::task::JoinHandle<(u64, u64, Histogram<u64>)>>,
-) -> Measured {
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<(u64, u64, Histogram<u64>, T)>>,
+) -> (Measured, Vec<T>) {
     let mut total = Measured::empty();
+    let mut rest = Vec::new();
     for done in futures_util::future::join_all(tasks).await {
-        let (ok, errors, hist) = done.expect("load task");
+        let (ok, errors, hist, other) = done.expect("load task");
         total.requests += ok;
         total.errors += errors;
         let _ = total.latency.add(hist);
+        rest.push(other);
     }
     total.elapsed = started.elapsed();
-    total
+    (total, rest)
 }

@@ -90,6 +90,8 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
     pub memory: Option<(usize, u64, u64)>,
     pub small_get: Option<Measured>,
+    /// Figures that bound a target without being one, shown under the targets.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -102,6 +104,7 @@ impl Report {
             comparisons: Vec::new(),
             memory: None,
             small_get: None,
+            notes: Vec::new(),
         }
     }
 
@@ -150,6 +153,9 @@ impl Report {
                 if c.pass() { "pass" } else { "FAIL" }
             );
         }
+        for note in &self.notes {
+            let _ = writeln!(out, "{note}");
+        }
         out
     }
 
@@ -157,7 +163,7 @@ impl Report {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "Measured with `cargo run --release -p bench -- --write`: {} s per measurement, {} connections; cart pages and raw operations: the median of {} rounds in which the variants take turns (raw operations: ours and Redis in half-second slices).\n",
+            "Measured with `cargo run --release -p bench -- --write`: {} s per measurement, {} connections; cart pages and raw operations: the median of {} rounds, in each of which the variants take turns in half-second slices.\n",
             self.duration.as_secs(),
             self.connections,
             self.rounds
@@ -175,6 +181,12 @@ impl Report {
                 c.target_text(),
                 if c.pass() { "pass" } else { "**not met**" }
             );
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(md);
+        }
+        for note in &self.notes {
+            let _ = writeln!(md, "{note}");
         }
         let _ = writeln!(
             md,

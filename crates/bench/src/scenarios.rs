@@ -81,15 +81,14 @@ fn form(item: &str, action: &str, csrf: &str) -> String {
     )
 }
 
-/// `connections` browsers, each with its own session holding a 10-item cart, then `GET /Cart`
-/// (or add/remove posts) for `duration`.
-pub async fn cart_load(
+/// `connections` browsers, each with its own session holding a 10-item cart, ready to send
+/// `GET /Cart` (or add/remove posts).
+pub async fn cart_loads(
     app: &Proc,
     connections: usize,
-    duration: Duration,
     posts: bool,
-) -> anyhow::Result<Measured> {
-    let mut conns = Vec::new();
+) -> anyhow::Result<Vec<load::Load>> {
+    let mut loads = Vec::new();
     for _ in 0..connections {
         let (mut conn, mut s) = shopper(app.addr).await?;
         for i in 0..CART_ITEMS {
@@ -125,9 +124,9 @@ pub async fn cart_load(
             }
             vec![load::get("/Cart", &cookie)]
         };
-        conns.push((conn, requests));
+        loads.push(load::Load::new(conn, requests));
     }
-    load::run(conns, if posts { 303 } else { 200 }, duration).await
+    Ok(loads)
 }
 
 /// A 1 KB value, as the sessions of the raw comparison hold.
@@ -140,9 +139,6 @@ pub struct OpsResult {
     pub get: Measured,
     pub apply: Measured,
 }
-
-/// How long a store runs before the next takes its turn, in [`in_turns`].
-const SLICE: Duration = Duration::from_millis(500);
 
 /// A raw operation on a 1 KB session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,31 +232,22 @@ impl Store {
     }
 }
 
-/// Measures `op` on every store for `duration` each, the stores taking turns in slices of
-/// [`SLICE`], each turn begun by the next store. A shared virtual machine's speed drifts by
-/// several percent from one minute to the next; stores measured a whole run each, one after the
-/// other, would each get a different machine, while slices this short give every store the
-/// same.
+/// Measures `op` on every store for `duration` each, the stores taking turns (see
+/// [`load::in_turns`]). Each store's calls carry on from where its last slice stopped, so the
+/// sessions walked are those of one long run.
 pub async fn in_turns(
     stores: &[Arc<Store>],
     op: Op,
     concurrency: usize,
     duration: Duration,
 ) -> Vec<Measured> {
-    let mut measured: Vec<Measured> = stores.iter().map(|_| Measured::empty()).collect();
     let mut next = vec![0; stores.len()];
-    let (mut done, mut turn) = (Duration::ZERO, 0);
-    while done < duration {
-        let slice = SLICE.min(duration - done);
-        for k in (0..stores.len()).map(|k| (turn + k) % stores.len()) {
-            let m = drive(concurrency, slice, next[k], Arc::clone(&stores[k]), op).await;
-            next[k] += (m.requests + m.errors) as usize;
-            measured[k].absorb(m);
-        }
-        done += slice;
-        turn += 1;
-    }
-    measured
+    load::in_turns(stores.len(), duration, async |k, slice| {
+        let m = drive(concurrency, slice, next[k], Arc::clone(&stores[k]), op).await;
+        next[k] += (m.requests + m.errors) as usize;
+        m
+    })
+    .await
 }
 
 /// `op` on our server alone, over `protocol`.
@@ -364,8 +351,8 @@ async fn drive(
                 }
                 i += concurrency;
             }
-            (ok, errors, hist)
+            (ok, errors, hist, ())
         })
     });
-    load::collect(started, tasks).await
+    load::collect(started, tasks).await.0
 }
