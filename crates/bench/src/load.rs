@@ -259,7 +259,7 @@ pub async fn run_in_turns(
             })
             .collect::<std::io::Result<Vec<_>>>()
             .context("the load generator could not take its connections")?;
-        let mut measured = vec![Vec::with_capacity(rounds); variants.len()];
+        let mut measured = vec![Vec::new(); variants.len()];
         for _ in 0..rounds {
             let round = in_turns(variants.len(), duration, async |k, slice| {
                 let (m, kept) = run_for(std::mem::take(&mut variants[k]), expect, slice).await;

@@ -168,6 +168,9 @@ async fn cart(
         (true, "POST /Cart (add/remove, CSRF)"),
     ] {
         let apps = [&local, &clustered, &with_redis];
+        // All three set up before any runs: the first app's connections wait out the others'
+        // setup (under a second here), well within actix-web's 5 s keep-alive; a connection
+        // closed meanwhile would show in the errors column.
         let mut variants = Vec::new();
         for app in apps {
             variants.push(scenarios::cart_loads(app, cli.connections, posts).await?);
