@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Values travel as `Bytes` so the server and client share buffers instead of copying.
         .bytes(".")
+        // INVALID_ARGUMENT for a request that does not decode (see src/codec.rs).
+        .codec_path("crate::codec::SessionCodec")
         .file_descriptor_set_path(out.join("session_v1_descriptor.bin"))
         .compile_with_config(config, &["proto/session/v1/session.proto"], &["proto"])?;
     Ok(())

@@ -34,7 +34,9 @@ pub type LocalService = dyn SessionService<
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Server addresses (`http://host:port`); calls go to the first that answers, in turn.
+    /// The session server's address (`http://host:port`). Exactly one for now: servers
+    /// with memory stores share nothing, so a client spread over two would split sessions
+    /// between them; [`SessionClient::connect_lazy`] refuses more than one.
     pub endpoints: Vec<String>,
     /// Deadline of each call, connection included.
     pub timeout: Duration,
@@ -164,51 +166,49 @@ impl SessionClient {
     /// A client that connects on first use (and reconnects after failures), so an app can
     /// start before the session server does.
     pub fn connect_lazy(config: ClientConfig) -> Result<Self, Error> {
-        if config.endpoints.is_empty() {
-            return Err(Error::InvalidArgument(
-                "no session server address given".into(),
-            ));
-        }
-        let endpoints = config
-            .endpoints
-            .iter()
-            .map(|url| {
-                Endpoint::from_shared(url.clone())
-                    .map(|e| {
-                        // Pings find a dead or silent server within about two timeouts, so
-                        // the watch stream notices and the near cache stops trusting itself.
-                        e.connect_timeout(config.timeout)
-                            .tcp_nodelay(true)
-                            .http2_keep_alive_interval(config.timeout)
-                            .keep_alive_timeout(config.timeout)
-                            .keep_alive_while_idle(true)
-                    })
-                    .map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "{url:?} is not a valid address (write http://HOST:PORT)"
-                        ))
-                    })
+        let url = match config.endpoints.as_slice() {
+            [] => {
+                return Err(Error::InvalidArgument(
+                    "no session server address given".into(),
+                ));
+            }
+            [one] => one,
+            many => {
+                return Err(Error::InvalidArgument(format!(
+                    "{} session server addresses given ({}): give one. Session servers share no sessions, so a client spread over several would split them and lose carts",
+                    many.len(),
+                    many.join(", ")
+                )));
+            }
+        };
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map(|e| {
+                // Pings find a dead or silent server within about two timeouts, so the watch
+                // stream notices and the near cache stops trusting itself.
+                e.connect_timeout(config.timeout)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(config.timeout)
+                    .keep_alive_timeout(config.timeout)
+                    .keep_alive_while_idle(true)
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Taken before the endpoints go into the channel.
-        let framed_addrs = match config.protocol {
-            Protocol::Framed => Some(endpoints.iter().map(authority).collect::<Result<_, _>>()?),
+            .map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "{url:?} is not a valid address (write http://HOST:PORT)"
+                ))
+            })?;
+        // Taken before the endpoint goes into the channel.
+        let framed_addr = match config.protocol {
+            Protocol::Framed => Some(authority(&endpoint)?),
             Protocol::Grpc => None,
         };
-        let channel = match <[Endpoint; 1]>::try_from(endpoints) {
-            Ok([one]) => one.connect_lazy(),
-            Err(many) => Channel::balance_list(many.into_iter()),
-        };
+        let channel = endpoint.connect_lazy();
         // The reply to a batch may exceed tonic's 4 MiB default; the server bounds what it sends.
         let client = SessionServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let origin = rand::random_range(1..=u64::MAX);
-        let connector = match framed_addrs {
-            Some(addrs) => crate::pipeline::Connector::Framed {
-                addrs,
-                next: Default::default(),
-            },
+        let connector = match framed_addr {
+            Some(addr) => crate::pipeline::Connector::Framed(addr),
             None => crate::pipeline::Connector::Grpc(client.clone()),
         };
         Ok(Self {

@@ -33,10 +33,7 @@ use std::{
     collections::{HashMap, VecDeque},
     hash::{BuildHasherDefault, Hasher},
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
@@ -68,12 +65,8 @@ type Replies = BoxStream<'static, Result<pb::PipelineResponse, Status>>;
 #[derive(Debug)]
 pub(crate) enum Connector {
     Grpc(SessionServiceClient<Channel>),
-    Framed {
-        /// `host:port` of each server, tried in turn.
-        addrs: Vec<String>,
-        /// The next one to try.
-        next: AtomicUsize,
-    },
+    /// `host:port` of the server.
+    Framed(String),
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +126,9 @@ struct Calls {
     pending: HashMap<u64, Pending, BuildHasherDefault<TagHasher>>,
     /// Every handle is gone.
     closed: bool,
+    /// Why the server refused a whole message (a reply of tag 0, which no call carries): the
+    /// error of the calls still waiting when the stream then ends.
+    refusal: Option<Status>,
 }
 
 /// A call waiting for its answer.
@@ -193,7 +189,7 @@ impl Pipeline {
     /// call and often a sleeping core to wake; a connection of the thread's own keeps a call
     /// on it from end to end. Kept until the client goes or the thread runs another runtime.
     fn here(&self, current: Option<&tokio::runtime::Handle>) -> Option<Pipeline> {
-        let Connector::Framed { addrs, next } = &self.shared.connector else {
+        let Connector::Framed(addr) = &self.shared.connector else {
             return None; // HTTP/2 runs on the client's runtime whatever the caller's thread
         };
         let current = current?;
@@ -209,10 +205,7 @@ impl Pipeline {
             if let Some(local) = here.iter().find(|l| l.parent.as_ptr() == parent) {
                 return Some(local.pipeline.clone());
             }
-            let connector = Connector::Framed {
-                addrs: addrs.clone(),
-                next: AtomicUsize::new(next.load(Ordering::Relaxed)),
-            };
+            let connector = Connector::Framed(addr.clone());
             let pipeline = Pipeline::start(connector, self.shared.timeout, self.shared.origin);
             let mut children = self.shared.children.lock();
             children.retain(|c| c.strong_count() > 0);
@@ -352,28 +345,20 @@ impl Shared {
                 let replies = client.clone().pipeline(outbox).await?.into_inner();
                 Ok(replies.boxed())
             }
-            Connector::Framed { addrs, next } => {
-                let first = next.fetch_add(1, Ordering::Relaxed);
-                let mut last = None;
-                for i in 0..addrs.len() {
-                    let addr = &addrs[(first + i) % addrs.len()];
-                    // Connected on the pipeline's runtime, so that the connection's readiness
-                    // wakes the reader and writer there, whatever thread the caller is on.
-                    let connecting = tokio::time::timeout(
-                        self.timeout,
-                        connect_framed(addr.clone(), self.timeout),
-                    );
-                    let connected = match self.runtime.spawn(connecting).await {
-                        Ok(Ok(connected)) => connected,
-                        Ok(Err(_)) => Err(std::io::ErrorKind::TimedOut.into()),
-                        Err(e) => Err(std::io::Error::other(e)),
-                    };
-                    match connected {
-                        Ok(stream) => return Ok(framed(stream, outbox, &self.runtime)),
-                        Err(e) => last = Some(format!("{addr}: {e}")),
-                    }
+            Connector::Framed(addr) => {
+                // Connected on the pipeline's runtime, so that the connection's readiness
+                // wakes the reader and writer there, whatever thread the caller is on.
+                let connecting =
+                    tokio::time::timeout(self.timeout, connect_framed(addr.clone(), self.timeout));
+                let connected = match self.runtime.spawn(connecting).await {
+                    Ok(Ok(connected)) => connected,
+                    Ok(Err(_)) => Err(std::io::ErrorKind::TimedOut.into()),
+                    Err(e) => Err(std::io::Error::other(e)),
+                };
+                match connected {
+                    Ok(stream) => Ok(framed(stream, outbox, &self.runtime)),
+                    Err(e) => Err(Status::unavailable(format!("{addr}: {e}"))),
                 }
-                Err(Status::unavailable(last.unwrap_or_default()))
             }
         }
     }
@@ -418,6 +403,13 @@ impl Shared {
     fn answer(&self, response: pb::PipelineResponse) {
         let mut calls = self.lock();
         for reply in response.replies {
+            if let (0, Some(pb::reply::Kind::Error(e))) = (reply.tag, &reply.kind) {
+                calls.refusal = Some(Status::unavailable(format!(
+                    "the session server refused: {}",
+                    e.message
+                )));
+                continue;
+            }
             if let (Some(pending), Some(kind)) = (calls.pending.remove(&reply.tag), reply.kind) {
                 let _ = pending.answer.send(into_result(kind));
             }
@@ -443,11 +435,13 @@ impl Shared {
             .filter(|(_, p)| p.generation == generation)
             .map(|(tag, _)| *tag)
             .collect();
+        let status = calls
+            .refusal
+            .take()
+            .unwrap_or_else(|| Status::unavailable("the session server closed the pipeline"));
         for tag in failed {
             if let Some(pending) = calls.pending.remove(&tag) {
-                let _ = pending.answer.send(Err(Status::unavailable(
-                    "the session server closed the pipeline",
-                )));
+                let _ = pending.answer.send(Err(status.clone()));
             }
         }
     }

@@ -139,3 +139,26 @@ fn bad_addresses_are_refused_up_front() {
     .unwrap_err();
     assert!(matches!(none, Error::InvalidArgument(_)));
 }
+
+/// Two session servers share no sessions: a client spread over both would split carts between
+/// them without a word, so it refuses them and names both.
+#[tokio::test]
+async fn two_unrelated_servers_are_refused_with_both_addresses_named() {
+    let one = common::spawn(ServerConfig::default()).await;
+    let other = common::spawn(ServerConfig::default()).await;
+    for protocol in common::PROTOCOLS {
+        let err = SessionClient::connect_lazy(ClientConfig {
+            endpoints: vec![one.url.clone(), other.url.clone()],
+            timeout: TIMEOUT,
+            protocol,
+        })
+        .expect_err("two servers");
+        assert!(
+            matches!(err, Error::InvalidArgument(ref m)
+                if m.contains(&one.url) && m.contains(&other.url) && m.contains("give one")),
+            "{err}"
+        );
+    }
+    one.stop().await;
+    other.stop().await;
+}

@@ -1,9 +1,10 @@
 //! One port, two protocols: framed clients, gRPC clients and plain gRPC calls (as grpcurl makes
 //! them) share a server and its sessions, and a framed connection that sends nonsense is
-//! closed without disturbing anyone else.
+//! told why and closed without disturbing anyone else.
 
 mod common;
 
+use prost::Message;
 use session_client::{Ops, Protocol, Value};
 use session_proto::{FRAMED_PREFACE, v1 as pb};
 use session_server::{config::ServerConfig, store::Limits};
@@ -60,28 +61,44 @@ async fn framed_and_grpc_clients_share_the_port_and_the_sessions() {
 }
 
 #[tokio::test]
-async fn nonsense_on_a_framed_connection_closes_it_and_nothing_else() {
+async fn nonsense_on_a_framed_connection_is_answered_and_closes_it_and_nothing_else() {
     let server = common::spawn(ServerConfig::default()).await;
     let client = server.client();
     let id = client.create(Ops::new()).await.expect("create").info.id;
 
     let not_a_message = [&[0, 0, 0, 3][..], &[0xff; 3]].concat();
     let too_long = [0xff; 4]; // announces a 4 GiB message: refused before any allocation
-    for (what, bytes) in [
-        ("not a message", &not_a_message[..]),
-        ("too long", &too_long),
+    for (what, bytes, code) in [
+        (
+            "not a message",
+            &not_a_message[..],
+            tonic::Code::InvalidArgument,
+        ),
+        ("too long", &too_long, tonic::Code::ResourceExhausted),
     ] {
         let mut conn = TcpStream::connect(server.addr).await.expect("connect");
         conn.write_all(FRAMED_PREFACE).await.expect("preface");
         conn.write_all(bytes).await.expect("nonsense");
-        let mut buf = [0; 64];
-        let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got))
             .await
-            .unwrap_or_else(|_| panic!("{what}: the server closes the connection promptly"));
-        assert!(
-            matches!(read, Ok(0) | Err(_)),
-            "{what}: closed without an answer, got {read:?}"
+            .unwrap_or_else(|_| panic!("{what}: the server closes the connection promptly"))
+            .expect("read to the close");
+        // One response, a reply of tag 0 (no call's) saying what was wrong, then the close.
+        let (length, message) = got.split_at(4);
+        assert_eq!(
+            u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize,
+            message.len()
         );
+        let response = pb::PipelineResponse::decode(message).expect("a PipelineResponse");
+        let [reply] = &response.replies[..] else {
+            panic!("{what}: one reply, got {response:?}")
+        };
+        assert_eq!(reply.tag, 0);
+        let Some(pb::reply::Kind::Error(error)) = &reply.kind else {
+            panic!("{what}: an error reply, got {reply:?}")
+        };
+        assert_eq!(error.code, code as i32, "{what}: {}", error.message);
         client
             .get(&id)
             .await

@@ -4,9 +4,10 @@
 //!
 //! Server and client crates both depend on this one and never on each other.
 
-#![allow(missing_debug_implementations, clippy::all)] // generated code
+pub mod codec;
 
 /// Generated code for the `session.v1` package.
+#[allow(missing_debug_implementations, clippy::all)] // generated code
 pub mod v1 {
     tonic::include_proto!("session.v1");
 

@@ -19,6 +19,13 @@ pub const DEFAULT_CAPACITY_BYTES: u64 = 512 * 1024 * 1024;
 pub const DEFAULT_MAX_SESSION_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_ATTRIBUTE_BYTES: u64 = 256 * 1024;
 pub const DEFAULT_WATCH_BUFFER: usize = 65_536;
+pub const DEFAULT_WATCH_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
+pub const DEFAULT_IDLE_TIMEOUT_CAP: Duration = Duration::from_secs(24 * 60 * 60);
+pub const DEFAULT_MAX_LIFETIME_CAP: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_MAX_BATCH_REPLY_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -42,10 +49,40 @@ pub struct ServerConfig {
     pub sweep_interval: Duration,
     /// Events kept for watchers that reconnect and resume.
     pub watch_buffer: usize,
+    /// Bytes those events may hold together.
+    pub watch_buffer_bytes: u64,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
     /// The time source of expiry; tests inject a manual clock.
     pub clock: Arc<dyn Clock>,
+    pub connections: ConnectionLimits,
+}
+
+/// What one client connection to the session port may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once; past it new ones are closed at once (a few more are kept
+    /// for health checks, see `framed::HEALTH_RESERVE`).
+    pub max_connections: usize,
+    /// How long a new connection may take to say which protocol it speaks.
+    pub handshake_timeout: Duration,
+    /// How long a framed connection may sit without a request, or a reply wait for the
+    /// client to read it; gRPC connections must answer pings within it.
+    pub idle_timeout: Duration,
+    /// Bytes of replies one pipeline message may be answered with; the calls after that
+    /// answer RESOURCE_EXHAUSTED without running.
+    pub max_batch_reply_bytes: u64,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_CONNECTION_IDLE_TIMEOUT,
+            max_batch_reply_bytes: DEFAULT_MAX_BATCH_REPLY_BYTES,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -54,8 +91,10 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             watch_buffer: DEFAULT_WATCH_BUFFER,
+            watch_buffer_bytes: DEFAULT_WATCH_BUFFER_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             clock: Arc::new(SystemClock),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -102,9 +141,41 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSION_SWEEP_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
 
+    /// Longest idle timeout a client may ask for when it creates a session; longer ones are
+    /// cut to this (so no client can make sessions that never expire).
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT_CAP", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idle_timeout_cap: Duration,
+
+    /// Longest absolute lifetime a client may ask for; longer ones are cut to this.
+    #[arg(long, env = "SESSION_MAX_LIFETIME_CAP", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub max_lifetime_cap: Duration,
+
     /// Events kept for watchers that reconnect and resume.
     #[arg(long, env = "SESSION_WATCH_BUFFER", default_value_t = DEFAULT_WATCH_BUFFER)]
     pub watch_buffer: usize,
+
+    /// Bytes those events may hold together (an event names the attributes it changed).
+    #[arg(long, env = "SESSION_WATCH_BUFFER_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
+    pub watch_buffer_bytes: u64,
+
+    /// Client connections open at once on the session port; past it new ones are closed at
+    /// once, with a metric and a log line (a few more are kept for health checks).
+    #[arg(long, env = "SESSION_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = parse_connections)]
+    pub max_connections: usize,
+
+    /// How long a new connection may take to send its protocol's preface.
+    #[arg(long, env = "SESSION_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// How long a framed connection may sit without a request, or a reply wait for its client
+    /// to read it; gRPC connections must answer pings within it.
+    #[arg(long, env = "SESSION_CONNECTION_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub connection_idle_timeout: Duration,
+
+    /// Bytes of replies one pipeline message may get; later calls in it answer
+    /// RESOURCE_EXHAUSTED without running (e.g. 64MiB).
+    #[arg(long, env = "SESSION_MAX_BATCH_REPLY", default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_batch_reply: u64,
 
     /// Worker threads (default: one per core). One is plenty for most loads, and better where
     /// the server shares few cores with app servers: idle workers woken to steal work cost
@@ -136,6 +207,17 @@ impl ServeArgs {
         if self.idle_timeout.is_zero() || self.max_lifetime.is_zero() {
             return Err("--idle-timeout and --max-lifetime must be longer than zero".into());
         }
+        if self.idle_timeout > self.idle_timeout_cap || self.max_lifetime > self.max_lifetime_cap {
+            return Err(
+                "--idle-timeout and --max-lifetime must not be longer than their caps (--idle-timeout-cap, --max-lifetime-cap)".into(),
+            );
+        }
+        let second = Duration::from_secs(1);
+        if self.handshake_timeout < second || self.connection_idle_timeout < second {
+            return Err(
+                "--handshake-timeout and --connection-idle-timeout must be at least 1s".into(),
+            );
+        }
         Ok(ServerConfig {
             limits: Limits {
                 capacity_bytes: self.capacity,
@@ -143,12 +225,29 @@ impl ServeArgs {
                 max_attribute_bytes: self.max_attribute_size,
                 default_idle_timeout: self.idle_timeout,
                 default_max_lifetime: self.max_lifetime,
+                idle_timeout_cap: self.idle_timeout_cap,
+                max_lifetime_cap: self.max_lifetime_cap,
             },
             sweep_interval: self.sweep_interval.max(Duration::from_millis(10)),
             watch_buffer: self.watch_buffer,
+            watch_buffer_bytes: self.watch_buffer_bytes,
             shutdown_grace: self.shutdown_grace,
             clock: Arc::new(SystemClock),
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                handshake_timeout: self.handshake_timeout,
+                idle_timeout: self.connection_idle_timeout,
+                // Room for at least one whole session, whatever the flag says.
+                max_batch_reply_bytes: self.max_batch_reply.max(self.max_session_size),
+            },
         })
+    }
+}
+
+fn parse_connections(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("write a number of connections, at least 1".into()),
     }
 }
 
@@ -187,5 +286,7 @@ mod tests {
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.sweep_interval, DEFAULT_SWEEP_INTERVAL);
         assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(config.watch_buffer_bytes, DEFAULT_WATCH_BUFFER_BYTES);
+        assert_eq!(config.connections, ConnectionLimits::default());
     }
 }

@@ -19,6 +19,8 @@ pub const MAX_NAME_LEN: usize = 1024;
 pub const MAX_CONTENT_TYPE_LEN: usize = 255;
 /// Most operations in one batch.
 pub const MAX_OPS: usize = 1024;
+/// Most attribute names in one read.
+pub const MAX_NAMES: usize = 1024;
 /// Largest `keep` of a recent-push.
 pub const MAX_KEEP: u32 = 10_000;
 
@@ -173,12 +175,26 @@ pub fn operations(ops: Vec<pb::Operation>) -> Result<Vec<Operation>, InvalidInpu
     Ok(out)
 }
 
-impl From<pb::GetRequest> for GetQuery {
-    fn from(req: pb::GetRequest) -> Self {
-        GetQuery {
-            names: req.names,
-            known_version: (req.known_version > 0).then_some(req.known_version),
+impl TryFrom<pb::GetRequest> for GetQuery {
+    type Error = InvalidInput;
+
+    /// Names are checked and each kept once: a read copies each named attribute while the
+    /// store holds its lock, so a name given 60,000 times must not mean 60,000 copies.
+    fn try_from(req: pb::GetRequest) -> Result<Self, Self::Error> {
+        let mut names = req.names;
+        if names.len() > MAX_NAMES {
+            return Err(InvalidInput(format!(
+                "a read names at most {MAX_NAMES} attributes"
+            )));
         }
+        if names.len() > 1 {
+            names.sort_unstable();
+            names.dedup();
+        }
+        Ok(GetQuery {
+            names,
+            known_version: (req.known_version > 0).then_some(req.known_version),
+        })
     }
 }
 
@@ -334,6 +350,11 @@ impl From<StoreError> for Status {
                         "attribute size limit (--max-attribute-size) on {:?}",
                         attr.as_deref().unwrap_or_default()
                     ),
+                    LimitKind::BatchWork => {
+                        return Status::resource_exhausted(format!(
+                            "batch work limit exceeded: the batch looks at more than {limit} list items (at least {wanted}); split it"
+                        ));
+                    }
                 };
                 Status::resource_exhausted(format!(
                     "{what} exceeded: the write needs {wanted} bytes, the limit is {limit}"

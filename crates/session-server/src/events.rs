@@ -94,9 +94,28 @@ pub enum WatchItem {
     Event(Arc<Event>),
 }
 
+impl Event {
+    /// Bytes the event holds in memory: the struct, its `Arc`, and each changed name.
+    pub fn size(&self) -> usize {
+        EVENT_OVERHEAD
+            + self
+                .changed
+                .iter()
+                .map(|n| n.len() + NAME_OVERHEAD)
+                .sum::<usize>()
+    }
+}
+
+/// An event's fixed cost: the struct in its `Arc`, and its slot in the ring.
+const EVENT_OVERHEAD: usize = std::mem::size_of::<Event>() + 24;
+/// A changed name's cost beyond its text: the `String` and its allocation's rounding.
+const NAME_OVERHEAD: usize = 32;
+
 #[derive(Debug)]
 struct Ring {
     events: VecDeque<Arc<Event>>,
+    /// Sum of the held events' [`Event::size`].
+    bytes: usize,
     /// Sequence number of the next event; the ring holds `next_seq - events.len()..next_seq`.
     next_seq: u64,
 }
@@ -107,6 +126,8 @@ pub struct EventLog {
     /// start again) from the one it was following.
     epoch: u64,
     capacity: usize,
+    /// Bytes the ring may hold (it always keeps the newest event, whatever its size).
+    max_bytes: usize,
     ring: Mutex<Ring>,
     /// Carries `next_seq` to sleeping watchers; `None` once the server shuts down.
     wake: watch::Sender<Option<u64>>,
@@ -114,7 +135,8 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    pub fn new(capacity: usize) -> Self {
+    /// A log keeping at most `capacity` events of at most `max_bytes` together.
+    pub fn new(capacity: usize, max_bytes: u64) -> Self {
         let epoch = loop {
             let e = rand::random::<u64>();
             if e != 0 {
@@ -124,8 +146,10 @@ impl EventLog {
         Self {
             epoch,
             capacity: capacity.max(1),
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
             ring: Mutex::new(Ring {
                 events: VecDeque::new(),
+                bytes: 0,
                 next_seq: 1,
             }),
             wake: watch::Sender::new(Some(1)),
@@ -153,10 +177,7 @@ impl EventLog {
             let mut ring = self.ring.lock();
             let seq = ring.next_seq;
             ring.next_seq += 1;
-            if ring.events.len() == self.capacity {
-                ring.events.pop_front();
-            }
-            ring.events.push_back(Arc::new(Event {
+            let event = Event {
                 seq,
                 origin: kind
                     .answered()
@@ -169,7 +190,17 @@ impl EventLog {
                 changed,
                 new_id,
                 at_ms,
-            }));
+            };
+            let size = event.size();
+            while !ring.events.is_empty()
+                && (ring.events.len() >= self.capacity || ring.bytes + size > self.max_bytes)
+            {
+                if let Some(oldest) = ring.events.pop_front() {
+                    ring.bytes -= oldest.size();
+                }
+            }
+            ring.bytes += size;
+            ring.events.push_back(Arc::new(event));
             ring.next_seq
         };
         // Nobody watching, nobody to wake: a watcher that comes later subscribes before it
@@ -195,15 +226,33 @@ impl EventLog {
         self.wake.send_replace(None);
     }
 
-    /// Events from `from` on, at most `max`; `Err(oldest)` when `from` has left the ring.
-    fn read_from(&self, from: u64, max: usize) -> Result<Vec<Arc<Event>>, u64> {
+    /// Events from `from` on, at most `max` of them and about `max_bytes` (at least one);
+    /// `Err(oldest)` when `from` has left the ring.
+    fn read_from(&self, from: u64, max: usize, max_bytes: usize) -> Result<Vec<Arc<Event>>, u64> {
         let ring = self.ring.lock();
         let oldest = ring.next_seq - ring.events.len() as u64;
         if from < oldest {
             return Err(oldest);
         }
         let skip = (from - oldest) as usize;
-        Ok(ring.events.iter().skip(skip).take(max).cloned().collect())
+        let mut bytes = 0;
+        Ok(ring
+            .events
+            .iter()
+            .skip(skip)
+            .take(max)
+            .take_while(|e| {
+                let first = bytes == 0;
+                bytes += e.size();
+                first || bytes <= max_bytes
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Bytes the ring holds now.
+    pub fn bytes(&self) -> usize {
+        self.ring.lock().bytes
     }
 
     /// A stream of watch items: a hello, then every event after the requested position, then
@@ -248,6 +297,8 @@ struct WatchState {
 impl WatchState {
     /// Events handed over per lock of the ring, so a far-behind watcher never holds it long.
     const BATCH: usize = 256;
+    /// Bytes of events a watcher holds beyond the ring's: what it took but has not sent.
+    const BATCH_BYTES: usize = 64 * 1024;
 
     async fn next(mut self) -> Option<(WatchItem, Self)> {
         loop {
@@ -258,7 +309,10 @@ impl WatchState {
             if self.wake.borrow_and_update().is_none() {
                 return None;
             }
-            match self.log.read_from(self.cursor, Self::BATCH) {
+            match self
+                .log
+                .read_from(self.cursor, Self::BATCH, Self::BATCH_BYTES)
+            {
                 Ok(events) if events.is_empty() => {
                     if self.wake.changed().await.is_err() {
                         return None;
@@ -340,15 +394,62 @@ mod tests {
         events
     }
 
+    fn changed(log: &EventLog, names: usize, len: usize) {
+        let names = (0..names).map(|i| format!("{i:0len$}")).collect();
+        log.publish(
+            EventKind::Changed,
+            &SessionId::generate(),
+            2,
+            names,
+            None,
+            0,
+        );
+    }
+
+    #[test]
+    fn the_ring_holds_no_more_bytes_than_its_bound_and_always_the_newest_event() {
+        let log = EventLog::new(1_000, 100_000);
+        for _ in 0..1_000 {
+            changed(&log, 10, 900); // about 9 KB each
+        }
+        assert!(log.bytes() <= 100_000, "{} bytes held", log.bytes());
+        assert!(log.bytes() > 80_000, "the ring is used up to its bound");
+        changed(&log, 500, 900); // larger than the whole bound
+        assert_eq!(log.ring.lock().events.len(), 1);
+        changed(&log, 1, 1);
+        assert_eq!(log.ring.lock().events.len(), 1, "the large one made room");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_takes_a_bounded_number_of_bytes_at_a_time() {
+        let log = Arc::new(EventLog::new(1_000, 100 << 20));
+        for _ in 0..100 {
+            changed(&log, 10, 900);
+        }
+        let taken = log.read_from(1, 256, 64 * 1024).expect("in the ring");
+        let bytes: usize = taken.iter().map(|e| e.size()).sum();
+        assert!(
+            bytes <= 64 * 1024 && taken.len() >= 6,
+            "{} events, {bytes} bytes",
+            taken.len()
+        );
+        changed(&log, 500, 900);
+        assert_eq!(
+            log.read_from(101, 256, 1024).expect("in the ring").len(),
+            1,
+            "at least one"
+        );
+    }
+
     #[tokio::test]
     async fn a_watch_leaves_out_the_changes_of_the_origin_it_names_and_nothing_else() {
-        let log = Arc::new(EventLog::new(100));
+        let log = Arc::new(EventLog::new(100, 1 << 20));
         assert_eq!(
             seen(&log, 7).await,
             vec![(EventKind::Evicted, 2, 0), (EventKind::Changed, 3, 0)],
             "an eviction set off by the call is everybody's news"
         );
-        let log = Arc::new(EventLog::new(100));
+        let log = Arc::new(EventLog::new(100, 1 << 20));
         assert_eq!(
             seen(&log, 0).await,
             vec![
@@ -357,7 +458,7 @@ mod tests {
                 (EventKind::Changed, 3, 0)
             ]
         );
-        let log = Arc::new(EventLog::new(100));
+        let log = Arc::new(EventLog::new(100, 1 << 20));
         assert_eq!(seen(&log, 8).await.len(), 3, "another origin's watch");
     }
 }

@@ -9,37 +9,76 @@
 //! serves both: each new connection's first bytes say which it speaks
 //! ([`session_proto::FRAMED_PREFACE`], or HTTP/2's `PRI`).
 
-use crate::{service::SessionServiceImpl, store::SessionStore};
-use bytes::Bytes;
+use crate::{
+    config::ConnectionLimits,
+    metrics::Open,
+    service::{Answering, SessionServiceImpl, refusal},
+    store::SessionStore,
+};
+use bytes::{Buf, Bytes};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message;
 use session_proto::{FRAMED_PREFACE, v1 as pb};
-use std::{io, task::Poll, time::Duration};
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 use tokio::{
-    io::AsyncReadExt,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::mpsc,
+    time::{Instant, Interval, MissedTickBehavior},
 };
 use tokio_util::{
     codec::{FramedRead, FramedWrite, LengthDelimitedCodec},
     sync::CancellationToken,
+    task::TaskTracker,
+};
+use tonic::{
+    Status,
+    transport::server::{Connected, TcpConnectInfo},
 };
 
 /// Replies held back for requests already buffered are written once they reach this size.
 const WRITE_AT: usize = 256 * 1024;
 
-/// How long a new connection may take to send its first bytes.
-const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections kept beyond `--max-connections` for health checks: a server at its limit
+/// still answers `grpc.health.v1` on them (and nothing else), so that an orchestrator does
+/// not restart a busy server, and a framed client is told why it is turned away.
+pub const HEALTH_RESERVE: usize = 8;
 
-/// Accepts connections on `listener` until `stop`: framed ones are served here, the others
-/// (gRPC) are handed to `grpc`.
+/// What every HTTP/2 connection starts with.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// The largest first SETTINGS frame accepted during the handshake (a client sends a few
+/// dozen bytes).
+const MAX_FIRST_SETTINGS: usize = 16 * 1024;
+
+/// Where a new connection goes once it has said which protocol it speaks.
+#[derive(Debug)]
+pub struct Routes {
+    /// gRPC connections, to the full tonic server.
+    pub grpc: mpsc::Sender<io::Result<Conn>>,
+    /// gRPC connections taken beyond the limit, to a tonic server of the health service only.
+    pub health: mpsc::Sender<io::Result<Conn>>,
+}
+
+/// Accepts connections on `listener` until `stop`: framed ones are served here, gRPC ones
+/// are handed to tonic, and past `limits.max_connections` they are turned away. Every
+/// connection task is spawned on `tracker`, so that shutdown can wait for them.
 pub async fn accept<S: SessionStore>(
     listener: TcpListener,
     service: SessionServiceImpl<S>,
     max_message: usize,
-    grpc: mpsc::Sender<io::Result<TcpStream>>,
+    limits: ConnectionLimits,
+    routes: Routes,
+    tracker: TaskTracker,
     stop: CancellationToken,
 ) {
+    let metrics = service.metrics_handle();
+    // Whether the limit was reached and said so: one line per episode, not per connection.
+    let mut at_limit = false;
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -54,62 +93,274 @@ pub async fn accept<S: SessionStore>(
                 continue;
             }
         };
-        // No Nagle delay: a reply's bytes must leave at once, not wait for an ACK.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        let open = metrics.connections_open();
+        let health_only = open >= limits.max_connections;
+        if health_only && !at_limit {
+            tracing::warn!(
+                limit = limits.max_connections,
+                "connection limit reached (--max-connections): new connections are turned away until some close"
+            );
         }
-        let (service, grpc) = (service.clone(), grpc.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(FIRST_BYTES_TIMEOUT, speaks_framed(&stream)).await {
-                Ok(Ok(true)) => serve(stream, service, max_message).await,
-                Ok(Ok(false)) => {
-                    let _ = grpc.send(Ok(stream)).await;
+        at_limit = health_only;
+        if open >= limits.max_connections + HEALTH_RESERVE {
+            metrics.connection_refused();
+            continue; // dropped: closed at once
+        }
+        let slot = metrics.connection();
+        let (service, grpc, health) = (service.clone(), routes.grpc.clone(), routes.health.clone());
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            // No Nagle delay: a reply's bytes must leave at once, not wait for an ACK.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+            let mut stream = stream;
+            let preface = tokio::select! {
+                _ = stop.cancelled() => return,
+                preface = tokio::time::timeout(limits.handshake_timeout, read_preface(&mut stream)) => preface,
+            };
+            match preface {
+                Ok(Ok(Preface::Framed)) if health_only => {
+                    service.metrics().connection_refused();
+                    let status = Status::resource_exhausted(format!(
+                        "the session server has its limit of {} connections open (--max-connections); try again later",
+                        limits.max_connections
+                    ));
+                    turn_away(stream, status).await;
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "connection failed before its first bytes")
+                Ok(Ok(Preface::Framed)) => {
+                    serve(stream, service, max_message, limits.idle_timeout).await;
+                    drop(slot);
                 }
-                Err(_) => tracing::debug!("connection sent nothing within {FIRST_BYTES_TIMEOUT:?}"),
+                Ok(Ok(Preface::Http2(read))) => {
+                    let conn = Conn {
+                        read,
+                        stream,
+                        _slot: slot,
+                    };
+                    let to = if health_only { health } else { grpc };
+                    let _ = to.send(Ok(conn)).await;
+                }
+                Ok(Ok(Preface::Unknown)) => {
+                    tracing::debug!("connection closed: it speaks neither gRPC nor the framed pipeline")
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "connection failed in its handshake"),
+                Err(_) => tracing::debug!(
+                    timeout = ?limits.handshake_timeout,
+                    "connection closed: no whole preface within the handshake timeout"
+                ),
             }
         });
     }
 }
 
-/// Whether the connection starts with the framed preface, looking without consuming (a gRPC
-/// connection goes on to HTTP/2 untouched).
-async fn speaks_framed(stream: &TcpStream) -> io::Result<bool> {
-    let mut first = [0; FRAMED_PREFACE.len()];
-    loop {
-        let n = stream.peek(&mut first).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+#[derive(Debug)]
+enum Preface {
+    /// The framed preface, consumed: what follows are frames.
+    Framed,
+    /// HTTP/2's preface and first SETTINGS frame: the bytes read, for tonic to read again.
+    Http2(Bytes),
+    Unknown,
+}
+
+/// Reads a whole preface, and never a byte past it: what follows belongs to the protocol.
+/// A peer that sends part of one and stops waits in `read`, which costs nothing until its
+/// handshake timeout ends it.
+async fn read_preface(stream: &mut TcpStream) -> io::Result<Preface> {
+    // Either preface is at least this long, so reading this much never reads past one.
+    const COMMON: usize = FRAMED_PREFACE.len();
+    let mut buf = vec![0; HTTP2_PREFACE.len() + 9];
+    let mut n = 0;
+    let expected = loop {
+        let want = match buf[0] {
+            _ if n == 0 => COMMON,
+            b if b == FRAMED_PREFACE[0] => FRAMED_PREFACE.len(),
+            _ => HTTP2_PREFACE.len(),
+        };
+        let expected = if buf[0] == FRAMED_PREFACE[0] {
+            FRAMED_PREFACE
+        } else {
+            HTTP2_PREFACE
+        };
+        if n > 0 && buf[..n] != expected[..n] {
+            return Ok(Preface::Unknown);
         }
-        if first[..n] != FRAMED_PREFACE[..n] {
-            return Ok(false);
+        if n == expected.len() {
+            break expected;
         }
-        if n == FRAMED_PREFACE.len() {
-            return Ok(true);
-        }
-        // A prefix of the preface so far (it was split in transit, which is rare): look again
-        // shortly. Waiting for readiness would not do, as the bytes peeked keep it set.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        n += read_some(stream, &mut buf[n..want]).await?;
+    };
+    if expected == FRAMED_PREFACE {
+        return Ok(Preface::Framed);
+    }
+    // HTTP/2: the client's first frame must be SETTINGS; a peer that stops half-way through
+    // it is held up here, under the handshake timeout, instead of inside tonic without one.
+    while n < buf.len() {
+        n += read_some(stream, &mut buf[n..]).await?;
+    }
+    let header = &buf[HTTP2_PREFACE.len()..];
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    const SETTINGS: u8 = 4;
+    if header[3] != SETTINGS || length > MAX_FIRST_SETTINGS {
+        return Ok(Preface::Unknown);
+    }
+    buf.resize(n + length, 0);
+    while n < buf.len() {
+        n += read_some(stream, &mut buf[n..]).await?;
+    }
+    Ok(Preface::Http2(buf.into()))
+}
+
+async fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    match stream.read(buf).await? {
+        0 => Err(io::ErrorKind::UnexpectedEof.into()),
+        n => Ok(n),
     }
 }
 
-/// Serves one framed connection: each request message answered in order, until the client
-/// closes, sends something that is not a message, or the server shuts down.
+/// Answers a framed client's first message with `status` (as a reply of tag 0) and closes.
+async fn turn_away(stream: TcpStream, status: Status) {
+    let mut replies = FramedWrite::new(stream, codec(usize::MAX));
+    if session_proto::put_frame(replies.write_buffer_mut(), &refusal(status)) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            SinkExt::<Bytes>::flush(&mut replies),
+        )
+        .await;
+    }
+}
+
+/// A gRPC connection as tonic gets it: the bytes read to tell its protocol come first.
+/// Counted as open until tonic drops it.
+#[derive(Debug)]
+pub struct Conn {
+    read: Bytes,
+    stream: TcpStream,
+    _slot: Open,
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read.has_remaining() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Tells a connection that has been quiet for about its idle timeout (between one and one
+/// and a half of it): a tick every half timeout, and two in a row without activity. No timer
+/// is set per message; a message only bumps a count.
+#[derive(Debug)]
+struct Watchdog {
+    tick: Interval,
+    activity: u64,
+    seen: u64,
+    quiet_ticks: u8,
+}
+
+impl Watchdog {
+    fn new(idle: Duration) -> Self {
+        let half = idle / 2;
+        let mut tick = tokio::time::interval_at(Instant::now() + half, half);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            tick,
+            activity: 0,
+            seen: 0,
+            quiet_ticks: 0,
+        }
+    }
+
+    fn active(&mut self) {
+        self.activity = self.activity.wrapping_add(1);
+    }
+
+    /// Whether the connection is idle; while not, the next tick will wake `cx`.
+    fn idle(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.tick.poll_tick(cx).is_ready() {
+            if self.activity == self.seen {
+                self.quiet_ticks += 1;
+                if self.quiet_ticks >= 2 {
+                    return true;
+                }
+            } else {
+                self.quiet_ticks = 0;
+                self.seen = self.activity;
+            }
+        }
+        false
+    }
+}
+
+/// Why a framed connection ends.
+enum Next {
+    Batch(pb::PipelineRequest),
+    /// The client closed, or the server is shutting down.
+    Close,
+    /// The client sent something to answer with this status before closing.
+    Refuse(Status),
+}
+
+/// Serves one framed connection (its preface read): each request message answered in order,
+/// until the client closes, sends something that is not a message, stays idle past
+/// `idle`, or the server shuts down.
 async fn serve<S: SessionStore>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     service: SessionServiceImpl<S>,
     max_message: usize,
+    idle: Duration,
 ) {
-    let mut preface = [0; FRAMED_PREFACE.len()];
-    if stream.read_exact(&mut preface).await.is_err() {
-        return;
-    }
     let _open = service.metrics().framed_connection();
     let (read, write) = stream.into_split();
     let mut requests = FramedRead::new(read, codec(max_message));
     let mut replies = FramedWrite::new(write, codec(usize::MAX));
+    let mut watchdog = Watchdog::new(idle);
     // Shutdown wakes this task through a waiter registered once, here; from then on a look at
     // the token each time round will do. Polling the waiter every time took the token's lock
     // twice per message, about 3% of the server's work for a lone caller.
@@ -124,39 +375,113 @@ async fn serve<S: SessionStore>(
             if closing.is_cancelled() {
                 return Poll::Ready(None); // ends the connection as the client closing would
             }
-            requests.poll_next_unpin(cx)
+            match requests.poll_next_unpin(cx) {
+                Poll::Pending if watchdog.idle(cx) => {
+                    Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::TimedOut, "idle"))))
+                }
+                Poll::Pending => Poll::Pending,
+                ready => {
+                    watchdog.active();
+                    ready
+                }
+            }
         })
         .await;
-        let batch = match frame.map(|f| f.map(|bytes| pb::PipelineRequest::decode(bytes.freeze())))
-        {
-            None => break,
-            Some(Ok(Ok(batch))) => batch,
-            Some(Ok(Err(e))) => {
-                tracing::warn!(error = %e, "framed connection closed: a message is not a PipelineRequest");
-                break;
+        let next = match frame {
+            None => Next::Close,
+            Some(Ok(bytes)) => match pb::PipelineRequest::decode(bytes.freeze()) {
+                Ok(batch) => Next::Batch(batch),
+                Err(e) => Next::Refuse(Status::invalid_argument(format!(
+                    "malformed message: not a PipelineRequest ({e})"
+                ))),
+            },
+            Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                tracing::debug!(?idle, "framed connection closed: idle");
+                Next::Close
+            }
+            Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                Next::Refuse(Status::resource_exhausted(format!(
+                    "a message may be at most {max_message} bytes ({e})"
+                )))
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "framed connection closed");
+                Next::Close
+            }
+        };
+        let batch = match next {
+            Next::Batch(batch) => batch,
+            Next::Close => break,
+            Next::Refuse(status) => {
+                tracing::debug!(
+                    message = status.message(),
+                    "framed connection refused a message; closing it"
+                );
+                session_proto::put_frame(replies.write_buffer_mut(), &refusal(status));
                 break;
             }
         };
-        let answered = service.answer_batch(batch).await;
-        if !session_proto::put_frame(replies.write_buffer_mut(), &answered) {
-            tracing::warn!("framed connection closed: a reply of 4 GiB or more cannot be framed");
-            break;
+        let mut answering = match Answering::new(batch) {
+            Ok(answering) => Some(answering),
+            Err(refused) => {
+                session_proto::put_frame(replies.write_buffer_mut(), &refused);
+                None
+            }
+        };
+        while let Some(batch) = &mut answering {
+            let Some(response) = service.next_response(batch).await else {
+                break;
+            };
+            if !session_proto::put_frame(replies.write_buffer_mut(), &response) {
+                // Responses are a chunk and one reply at most: far below 4 GiB.
+                tracing::warn!(
+                    "framed connection closed: a reply of 4 GiB or more cannot be framed"
+                );
+                return;
+            }
+            // A batch with many replies is sent a chunk at a time.
+            if replies.write_buffer().len() >= WRITE_AT
+                && let Err(e) = flush(&mut replies, &mut watchdog).await
+            {
+                tracing::debug!(error = %e, "framed connection closed while answering");
+                return;
+            }
         }
         // Replies to requests that arrived together leave together: one write, not one each
         // (up to a bound, so that a client that sends without reading cannot grow the buffer).
         if holds_a_frame(requests.read_buffer()) && replies.write_buffer().len() < WRITE_AT {
             continue;
         }
-        if let Err(e) = SinkExt::<Bytes>::flush(&mut replies).await {
+        if let Err(e) = flush(&mut replies, &mut watchdog).await {
             tracing::debug!(error = %e, "framed connection closed while answering");
             return;
         }
     }
     // Replies held back for a request that was then not answered still go out.
-    let _ = SinkExt::<Bytes>::flush(&mut replies).await;
+    let _ = flush(&mut replies, &mut watchdog).await;
+}
+
+/// Writes what `replies` holds; a client that reads none of it for the idle timeout is
+/// given up on.
+async fn flush<W: AsyncWrite + Unpin>(
+    replies: &mut FramedWrite<W, LengthDelimitedCodec>,
+    watchdog: &mut Watchdog,
+) -> io::Result<()> {
+    if replies.write_buffer().is_empty() {
+        return Ok(());
+    }
+    std::future::poll_fn(|cx| match SinkExt::<Bytes>::poll_flush_unpin(replies, cx) {
+        Poll::Pending if watchdog.idle(cx) => Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client read no reply within the idle timeout",
+        ))),
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(done) => {
+            watchdog.active();
+            Poll::Ready(done)
+        }
+    })
+    .await
 }
 
 /// Whether `buffered` starts with a whole frame (its length, then that many bytes).
@@ -196,12 +521,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (grpc, _unused) = mpsc::channel(1);
+        let (health, _unused_too) = mpsc::channel(1);
         let stop = CancellationToken::new();
         tokio::spawn(accept(
             listener,
             engine.service(),
             1 << 20,
-            grpc,
+            ConnectionLimits::default(),
+            Routes { grpc, health },
+            TaskTracker::new(),
             stop.clone(),
         ));
 

@@ -45,7 +45,7 @@ use std::{
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -66,11 +66,15 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down; ends long-lived streams.
     pub closing: CancellationToken,
+    max_batch_reply_bytes: u64,
 }
 
 impl Engine {
     pub fn new(config: &ServerConfig) -> Self {
-        let events = Arc::new(EventLog::new(config.watch_buffer));
+        let events = Arc::new(EventLog::new(
+            config.watch_buffer,
+            config.watch_buffer_bytes,
+        ));
         let store = Arc::new(MemoryStore::new(
             config.limits,
             Arc::clone(&config.clock),
@@ -81,6 +85,7 @@ impl Engine {
             events,
             metrics: Arc::new(Metrics::new()),
             closing: CancellationToken::new(),
+            max_batch_reply_bytes: config.connections.max_batch_reply_bytes,
         }
     }
 
@@ -90,6 +95,7 @@ impl Engine {
             Arc::clone(&self.events),
             Arc::clone(&self.metrics),
             self.closing.clone(),
+            self.max_batch_reply_bytes,
         )
     }
 
@@ -160,29 +166,50 @@ pub async fn run(
     });
 
     // One port, two protocols: the accept loop serves framed connections and hands the
-    // others to tonic.
+    // others to tonic (those over the connection limit to a server of health checks only).
     let (to_grpc, grpc_connections) = tokio::sync::mpsc::channel(64);
+    let (to_health, health_connections) = tokio::sync::mpsc::channel(framed::HEALTH_RESERVE);
+    let connections = TaskTracker::new();
+    let limits = config.connections;
     tokio::spawn(framed::accept(
         grpc,
         engine.service(),
         max_message,
-        to_grpc,
+        limits,
+        framed::Routes {
+            grpc: to_grpc,
+            health: to_health,
+        },
+        connections.clone(),
         stop.clone(),
     ));
+    // A peer that stops answering pings (or reading) is let go within the idle timeout.
+    let grpc_builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(limits.idle_timeout / 2))
+            .http2_keepalive_timeout(Some(limits.idle_timeout / 2))
+    };
     let grpc_stop = stop.clone();
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(health_service)
+    let grpc_server = grpc_builder()
+        .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(sessions)
         .serve_with_incoming_shutdown(ReceiverStream::new(grpc_connections), async move {
             grpc_stop.cancelled().await
         });
+    let health_stop = stop.clone();
+    let health_server = grpc_builder()
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(ReceiverStream::new(health_connections), async move {
+            health_stop.cancelled().await
+        });
     let admin_stop = stop.clone();
     let admin_server = axum::serve(admin, admin_app)
         .with_graceful_shutdown(async move { admin_stop.cancelled().await });
 
     let grpc_task = tokio::spawn(grpc_server);
+    let health_task = tokio::spawn(health_server);
     let admin_task = tokio::spawn(admin_server.into_future());
     tracing::info!("serving");
 
@@ -199,9 +226,13 @@ pub async fn run(
     engine.closing.cancel();
     stop.cancel();
 
+    // Framed connections end between batches; the grace period covers the batch in hand.
+    connections.close();
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         let grpc = grpc_task.await;
         let admin = admin_task.await;
+        let _ = health_task.await;
+        connections.wait().await;
         (grpc, admin)
     })
     .await;

@@ -35,11 +35,16 @@ pub struct Metrics {
     /// Each session method's `ok` counter and latency histogram, looked up once: a family's
     /// lookup (a lock and a hash of the labels) cost more than the rest of the counting.
     answered: Vec<(&'static str, Counter, Histogram)>,
-    /// Framed pipeline connections open now (gRPC connections are tonic's and not counted).
+    /// Framed pipeline connections open now.
     framed_connections: Gauge,
+    /// Connections to the session port open now, either protocol: what `--max-connections`
+    /// bounds.
+    connections: Gauge,
+    /// Connections turned away at the limit.
+    connections_refused: Counter,
 }
 
-/// Counts one framed connection as open for as long as it lives.
+/// Counts one connection as open for as long as it lives.
 #[derive(Debug)]
 pub struct Open(Gauge);
 
@@ -79,6 +84,8 @@ impl Metrics {
             latency,
             answered,
             framed_connections: Gauge::default(),
+            connections: Gauge::default(),
+            connections_refused: Counter::default(),
         }
     }
 
@@ -106,6 +113,22 @@ impl Metrics {
     pub fn framed_connection(&self) -> Open {
         self.framed_connections.inc();
         Open(self.framed_connections.clone())
+    }
+
+    /// A connection to the session port opened: counted until the returned guard drops.
+    pub fn connection(&self) -> Open {
+        self.connections.inc();
+        Open(self.connections.clone())
+    }
+
+    /// Connections to the session port open now.
+    pub fn connections_open(&self) -> usize {
+        usize::try_from(self.connections.get()).unwrap_or(0)
+    }
+
+    /// A connection turned away at the limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// The text exposition: request metrics plus the store's and event log's current counts.
@@ -146,6 +169,21 @@ impl Metrics {
             "framed_connections",
             "Framed pipeline connections open now",
             self.framed_connections.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections to the session port open now, gRPC and framed",
+            self.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections turned away because --max-connections were open",
+            self.connections_refused.clone(),
+        );
+        registry.register(
+            "watch_buffer_bytes",
+            "Bytes the event ring kept for resuming watchers holds now",
+            ConstGauge::new(events.bytes() as i64),
         );
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -5,7 +5,7 @@ use crate::{
     events::EventLog,
     id::SessionId,
     metrics::Metrics,
-    store::{CreateOptions, GetOutcome, SessionStore, StoreError},
+    store::{CreateOptions, GetOutcome, GetQuery, SessionStore, StoreError},
 };
 use futures_util::{StreamExt, stream::BoxStream};
 use session_proto::v1::{self as pb, session_service_server::SessionService};
@@ -26,6 +26,8 @@ pub struct SessionServiceImpl<S> {
     /// Cancelled when shutdown begins: long-lived pipeline streams end between batches, so
     /// clients move on instead of holding the server open through its grace period.
     closing: CancellationToken,
+    /// Bytes of replies one pipeline message may get.
+    max_batch_reply_bytes: u64,
 }
 
 impl<S> Clone for SessionServiceImpl<S> {
@@ -35,6 +37,7 @@ impl<S> Clone for SessionServiceImpl<S> {
             events: Arc::clone(&self.events),
             metrics: Arc::clone(&self.metrics),
             closing: self.closing.clone(),
+            max_batch_reply_bytes: self.max_batch_reply_bytes,
         }
     }
 }
@@ -45,12 +48,14 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         events: Arc<EventLog>,
         metrics: Arc<Metrics>,
         closing: CancellationToken,
+        max_batch_reply_bytes: u64,
     ) -> Self {
         Self {
             store,
             events,
             metrics,
             closing,
+            max_batch_reply_bytes,
         }
     }
 
@@ -73,22 +78,107 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     }
 }
 
+/// Most calls one pipeline message may hold (the client library sends at most 256).
+pub const MAX_CALLS: usize = 1024;
+
+/// A response message is sent once its replies reach this size, and the next one started:
+/// the replies to one request message may be many sessions, and a connection should hold
+/// one chunk of them at a time, not all.
+pub const RESPONSE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// A pipeline message being answered, one response message at a time (see
+/// [`SessionServiceImpl::next_response`]).
+#[derive(Debug)]
+pub struct Answering {
+    calls: std::vec::IntoIter<pb::Call>,
+    origin: u64,
+    /// Bytes of replies given so far, against the batch's budget.
+    spent: u64,
+    /// Whether a response went out: even a message without calls gets one.
+    started: bool,
+}
+
+impl Answering {
+    /// A message to answer; one with more than [`MAX_CALLS`] calls is answered by a single
+    /// reply of tag 0 (see docs/protocol.md), its calls left unrun.
+    pub fn new(batch: pb::PipelineRequest) -> Result<Self, pb::PipelineResponse> {
+        if batch.calls.len() > MAX_CALLS {
+            return Err(refusal(Status::resource_exhausted(format!(
+                "a pipeline message holds at most {MAX_CALLS} calls; this one holds {}",
+                batch.calls.len()
+            ))));
+        }
+        Ok(Self {
+            calls: batch.calls.into_iter(),
+            origin: batch.origin,
+            spent: 0,
+            started: false,
+        })
+    }
+}
+
+/// A response that answers a whole message with one error: a reply tagged 0, which no call
+/// carries (clients number their calls from 1).
+pub fn refusal(status: Status) -> pb::PipelineResponse {
+    pb::PipelineResponse {
+        replies: vec![pb::Reply {
+            tag: 0,
+            kind: Some(call_error(status)),
+        }],
+    }
+}
+
+fn call_error(status: Status) -> pb::reply::Kind {
+    pb::reply::Kind::Error(pb::CallError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec().into(),
+    })
+}
+
 impl<S: SessionStore> SessionServiceImpl<S> {
-    /// One message of a pipeline: its calls answered in order, their events tagged with the
-    /// message's origin.
-    pub async fn answer_batch(&self, batch: pb::PipelineRequest) -> pb::PipelineResponse {
-        let mut replies = Vec::with_capacity(batch.calls.len());
+    /// The next response message of `batch`: its calls answered in order until the replies
+    /// reach [`RESPONSE_CHUNK_BYTES`] or the calls run out, their events tagged with the
+    /// message's origin. `None` once every call has its reply.
+    pub async fn next_response(&self, batch: &mut Answering) -> Option<pb::PipelineResponse> {
+        if batch.started && batch.calls.len() == 0 {
+            return None;
+        }
+        batch.started = true;
+        let mut replies = Vec::with_capacity(batch.calls.len().min(64));
         let answers = async {
-            for call in batch.calls {
-                replies.push(self.answer(call).await);
+            let mut size = 0;
+            for call in batch.calls.by_ref() {
+                let reply = if batch.spent < self.max_batch_reply_bytes {
+                    self.answer(call).await
+                } else {
+                    pb::Reply {
+                        tag: call.tag,
+                        kind: Some(call_error(Status::resource_exhausted(format!(
+                            "this call's pipeline message was answered with {} bytes already, the limit (--max-batch-reply); send it again in a later message",
+                            self.max_batch_reply_bytes
+                        )))),
+                    }
+                };
+                let bytes = prost::Message::encoded_len(&reply);
+                batch.spent += bytes as u64;
+                size += bytes;
+                replies.push(reply);
+                if size >= RESPONSE_CHUNK_BYTES {
+                    break;
+                }
             }
         };
         crate::events::ORIGIN.scope(batch.origin, answers).await;
-        pb::PipelineResponse { replies }
+        Some(pb::PipelineResponse { replies })
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Cancelled when shutdown begins.
@@ -119,13 +209,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
                 .map(R::RotateId),
             None => Err(Status::invalid_argument("call has no kind")),
         };
-        let kind = result.unwrap_or_else(|status| {
-            R::Error(pb::CallError {
-                code: status.code() as i32,
-                message: status.message().to_owned(),
-                details: status.details().to_vec().into(),
-            })
-        });
+        let kind = result.unwrap_or_else(call_error);
         pb::Reply {
             tag: call.tag,
             kind: Some(kind),
@@ -166,7 +250,8 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         let id = session_id(&req.id)?;
         // Only an id's one spelling parses, so the request's text is the reply's id as is.
         let text = std::mem::take(&mut req.id);
-        Ok(match self.store.get(&id, req.into()).await? {
+        let query = GetQuery::try_from(req)?;
+        Ok(match self.store.get(&id, query).await? {
             GetOutcome::Found(snapshot) => pb::GetResponse {
                 not_modified: false,
                 session: Some(convert::session(snapshot, text)),
@@ -264,18 +349,38 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
     ) -> Result<Response<Self::PipelineStream>, Status> {
         let incoming = request.into_inner();
         let service = self.clone();
-        // One reply message per batch, in order; the stream ends when the client's does.
-        let replies = futures_util::stream::unfold(
-            (incoming, service),
-            |(mut incoming, service)| async move {
-                let batch = tokio::select! {
-                    _ = service.closing.cancelled() => return None,
-                    message = incoming.message() => message.ok()??,
-                };
-                let replies = service.answer_batch(batch).await;
-                Some((Ok(replies), (incoming, service)))
-            },
-        );
+        // Each request message answered by one or more response messages, in order; a
+        // response is made only when the previous one was taken, so a client that does not
+        // read holds up its own stream and nothing else. The stream ends when the client's
+        // does, or with the status of a message that does not decode.
+        let state = Some((incoming, service, None::<Answering>));
+        let replies = futures_util::stream::unfold(state, |state| {
+            async move {
+                let (mut incoming, service, mut batch) = state?;
+                loop {
+                    if let Some(answering) = &mut batch
+                        && let Some(response) = service.next_response(answering).await
+                    {
+                        return Some((Ok(response), Some((incoming, service, batch))));
+                    }
+                    let message = tokio::select! {
+                        _ = service.closing.cancelled() => return None,
+                        message = incoming.message() => message,
+                    };
+                    match message {
+                        Ok(Some(request)) => match Answering::new(request) {
+                            Ok(answering) => batch = Some(answering),
+                            Err(refused) => {
+                                return Some((Ok(refused), Some((incoming, service, None))));
+                            }
+                        },
+                        Ok(None) => return None,
+                        // The stream's last item.
+                        Err(status) => return Some((Err(status), None)),
+                    }
+                }
+            }
+        });
         Ok(Response::new(replies.boxed()))
     }
 

@@ -306,3 +306,8 @@ fn health_fails_when_nothing_answers() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Hostile input against the built binary: each attack gets a clear status or a closed
+/// connection, while other clients keep being answered and memory stays bounded.
+#[path = "binary/hostile.rs"]
+mod hostile;

@@ -15,9 +15,9 @@
 //! copy of each short one.
 
 use super::{
-    Attribute, CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, OpKind, OpResult, Operation,
-    SESSION_OVERHEAD, SessionInfo, SessionSnapshot, SessionStore, StoreError, Usage, Value,
-    WriteOutcome,
+    Attribute, CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, MAX_BATCH_WORK, OpKind,
+    OpResult, Operation, SESSION_OVERHEAD, SessionInfo, SessionSnapshot, SessionStore, StoreError,
+    Usage, Value, WriteOutcome,
     table::{SlotNo, Table},
 };
 use crate::{
@@ -210,12 +210,14 @@ impl MemoryStore {
             idle_ms: duration_ms(
                 options
                     .idle_timeout
-                    .unwrap_or(self.limits.default_idle_timeout),
+                    .unwrap_or(self.limits.default_idle_timeout)
+                    .min(self.limits.idle_timeout_cap),
             ),
             lifetime_ms: duration_ms(
                 options
                     .max_lifetime
-                    .unwrap_or(self.limits.default_max_lifetime),
+                    .unwrap_or(self.limits.default_max_lifetime)
+                    .min(self.limits.max_lifetime_cap),
             ),
             size: SESSION_OVERHEAD + crate::id::ID_LEN as u64,
         };
@@ -422,11 +424,25 @@ fn stage(
 ) -> Result<Staged, StoreError> {
     let mut changes: BTreeMap<String, Option<Attribute>> = BTreeMap::new();
     let mut results = Vec::with_capacity(ops.len());
+    let mut work = 0u64;
     for (index, Operation { name, kind }) in ops.into_iter().enumerate() {
         let current = match changes.get(&name) {
             Some(staged) => staged.as_ref(),
             None => entry.attrs.get(&name),
         };
+        // A list operation looks at (and may copy) the whole list: bound the batch's sum.
+        work += 1 + current.map_or(0, |a| match &a.value {
+            Value::List { items, .. } => items.len() as u64,
+            _ => 0,
+        });
+        if work > MAX_BATCH_WORK {
+            return Err(StoreError::LimitExceeded {
+                which: LimitKind::BatchWork,
+                limit: MAX_BATCH_WORK,
+                wanted: work,
+                attr: None,
+            });
+        }
         let (change, result) = run_op(index, &name, kind, current, version)?;
         if let Some(new) = change {
             if let Some(attr) = &new {
@@ -713,7 +729,7 @@ mod tests {
 
     fn store_with(limits: Limits) -> (MemoryStore, ManualClock, Arc<EventLog>) {
         let clock = ManualClock::new(1_700_000_000_000);
-        let events = Arc::new(EventLog::new(1024));
+        let events = Arc::new(EventLog::new(1024, 1 << 20));
         let store = MemoryStore::new(limits, Arc::new(clock.clone()), Arc::clone(&events));
         (store, clock, events)
     }

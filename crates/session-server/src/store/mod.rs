@@ -196,6 +196,9 @@ pub struct Limits {
     pub max_attribute_bytes: u64,
     pub default_idle_timeout: Duration,
     pub default_max_lifetime: Duration,
+    /// The longest timeouts a client may ask for; longer ones are cut to these.
+    pub idle_timeout_cap: Duration,
+    pub max_lifetime_cap: Duration,
 }
 
 impl Default for Limits {
@@ -206,6 +209,8 @@ impl Default for Limits {
             max_attribute_bytes: crate::config::DEFAULT_MAX_ATTRIBUTE_BYTES,
             default_idle_timeout: crate::config::DEFAULT_IDLE_TIMEOUT,
             default_max_lifetime: crate::config::DEFAULT_MAX_LIFETIME,
+            idle_timeout_cap: crate::config::DEFAULT_IDLE_TIMEOUT_CAP,
+            max_lifetime_cap: crate::config::DEFAULT_MAX_LIFETIME_CAP,
         }
     }
 }
@@ -215,7 +220,13 @@ impl Default for Limits {
 pub enum LimitKind {
     Session,
     Attribute,
+    /// List items one batch may look at (see [`MAX_BATCH_WORK`]).
+    BatchWork,
 }
+
+/// List items one batch may look at or copy while the store holds its lock: a batch of
+/// list operations on long lists would otherwise hold every other session's calls up.
+pub const MAX_BATCH_WORK: u64 = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
