@@ -14,8 +14,11 @@ ENTRYPOINT ["/session-server"]
 FROM scratch AS cart
 COPY target/docker/cart /cart
 COPY samples/cart /sample
+# Where the CSRF key is kept: a volume mounted here takes this folder's owner.
+COPY --chown=65532:65532 samples/cart-state /var/lib/cart
 ENV CART_LISTEN=0.0.0.0:9081 \
     CART_CATALOG=/sample \
+    CART_CSRF_KEY_FILE=/var/lib/cart/csrf.key \
     CART_SESSION_SERVER=http://session-server:9510
 EXPOSE 9081
 USER 65532:65532

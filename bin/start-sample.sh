@@ -25,7 +25,8 @@ start_instance() {
     source "$root/samples/cart/instances/$name.env"
     set +a
     exec "$bin_dir/cart" --listen "$cart_host:$port" --public-port "$port" --peer-port "$peer" \
-      --session-server "$session_url" --catalog "$root/samples/cart"
+      --session-server "$session_url" --catalog "$root/samples/cart" \
+      --csrf-key-file "$run_dir/csrf.key"
   ) >"$log" 2>&1 &
   echo $! >"$pidfile"
 }

@@ -6,6 +6,7 @@ use actix_session::{Session, SessionMiddleware, storage::RedisSessionStore};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, cookie::Key, http::header, web};
 use cart::{
     catalog::Catalog,
+    csrf,
     page::{Frame, Panel},
     routes::{LineView, render_page},
     shopper::MAX_CART_ITEMS,
@@ -17,6 +18,7 @@ struct State {
     catalog: Catalog,
     me: u16,
     peer: u16,
+    key: csrf::Key,
 }
 
 pub async fn serve(
@@ -31,10 +33,15 @@ pub async fn serve(
         catalog: Catalog::load(&catalog)?,
         me: listen.port(),
         peer,
+        key: csrf::Key::random(),
     });
     HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(cart::routes::SECURITY_HEADERS.into_iter().fold(
+                actix_web::middleware::DefaultHeaders::new(),
+                |headers, header| headers.add(header),
+            ))
             .wrap(
                 SessionMiddleware::builder(store.clone(), key.clone())
                     .cookie_name("sid".into())
@@ -59,16 +66,20 @@ async fn view(
     session: Session,
     state: web::Data<State>,
 ) -> actix_web::Result<HttpResponse> {
-    let csrf = match session.get::<String>("csrf").map_err(err)? {
-        Some(t) => t,
-        None => {
-            let t = format!("{:032x}", rand::random::<u128>());
-            session.insert("csrf", &t).map_err(err)?;
-            t
-        }
-    };
+    // The cart's rules: an anonymous view writes nothing; the CSRF nonce lives in a cookie
+    // and is bound to the session by its first write.
+    let cookie = csrf::cookie_nonce(&req);
+    let bound: Option<String> = session.get("csrf").map_err(err)?;
+    let anonymous = bound.is_none() && session.entries().is_empty();
+    let nonce = bound
+        .clone()
+        .or(cookie.clone())
+        .unwrap_or_else(csrf::new_nonce);
+    if !anonymous && bound.is_none() {
+        session.insert("csrf", &nonce).map_err(err)?;
+    }
     let last: Option<u16> = session.get("last_server").map_err(err)?;
-    if last != Some(state.me) {
+    if !anonymous && last != Some(state.me) {
         session.insert("last_server", state.me).map_err(err)?;
         if last.is_some() {
             let hops: i64 = session.get("hops").map_err(err)?.unwrap_or(0);
@@ -117,13 +128,17 @@ async fn view(
             last_server: state.me.to_string(),
             hops: session.get("hops").map_err(err)?.unwrap_or(0),
         }),
-        csrf,
+        csrf: state.key.token(&nonce),
     };
     let html = render_page(frame, lines, &state.catalog, None).map_err(err)?;
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    response
         .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(html))
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    if cookie.as_deref() != Some(nonce.as_str()) {
+        response.cookie(csrf::cookie(nonce, false));
+    }
+    Ok(response.body(html))
 }
 
 #[derive(Deserialize)]
@@ -134,13 +149,28 @@ struct Form {
 }
 
 async fn change(
+    req: HttpRequest,
     session: Session,
     state: web::Data<State>,
     form: web::Form<Form>,
 ) -> actix_web::Result<HttpResponse> {
-    let expected: Option<String> = session.get("csrf").map_err(err)?;
-    if expected.is_none() || expected != form.csrf {
+    cart::routes::same_origin(&req)?;
+    let Some(nonce) = csrf::cookie_nonce(&req) else {
         return Ok(HttpResponse::Forbidden().finish());
+    };
+    let bound: Option<String> = session.get("csrf").map_err(err)?;
+    let token_ok = state
+        .key
+        .verify(&nonce, form.csrf.as_deref().unwrap_or_default());
+    if !token_ok || bound.as_ref().is_some_and(|b| *b != nonce) {
+        return Ok(HttpResponse::Forbidden().finish());
+    }
+    if bound.is_none() {
+        session.insert("csrf", &nonce).map_err(err)?;
+    }
+    let last: Option<u16> = session.get("last_server").map_err(err)?;
+    if last != Some(state.me) {
+        session.insert("last_server", state.me).map_err(err)?;
     }
     let name = form.item.clone().unwrap_or_default();
     if state.catalog.by_name(&name).is_none() {

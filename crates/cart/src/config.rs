@@ -1,7 +1,12 @@
 //! Configuration of a cart instance: flags, each with an environment variable twin.
 
+use crate::csrf;
 use session_client::{DEFAULT_TIMEOUT, Protocol, default_server_url};
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 /// The tutorial's two instances.
 pub const FIRST_PORT: u16 = 9081;
@@ -9,6 +14,9 @@ pub const SECOND_PORT: u16 = 9082;
 
 /// Sessions kept in an instance's near cache by default: a few MiB for carts like the sample's.
 pub const DEFAULT_NEAR_CACHE: usize = 100_000;
+
+/// Live-update streams (`/Cart/events`) an instance keeps open at once.
+pub const DEFAULT_MAX_EVENT_STREAMS: usize = 1024;
 
 /// Where the catalogue lives in a checkout; containers point `--catalog` elsewhere.
 pub const DEFAULT_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/cart");
@@ -73,6 +81,29 @@ pub struct CartArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "CART_WORKERS")]
     pub workers: Option<usize>,
+
+    /// The key of the forms' CSRF tokens (at least 32 characters). Every instance behind one
+    /// address must share it. Without it or --csrf-key-file, a random key per process.
+    #[arg(
+        long,
+        env = "CART_CSRF_KEY",
+        hide_env_values = true,
+        conflicts_with = "csrf_key_file"
+    )]
+    pub csrf_key: Option<String>,
+
+    /// A file holding that key, made (mode 0600) with a random key if missing.
+    #[arg(long, env = "CART_CSRF_KEY_FILE")]
+    pub csrf_key_file: Option<PathBuf>,
+
+    /// Addresses of reverse proxies whose X-Forwarded-Host/-Proto (and Forwarded) headers
+    /// are believed, comma-separated; from anyone else they are ignored.
+    #[arg(long, env = "CART_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Live-update streams kept open at once; more are answered 503.
+    #[arg(long, env = "CART_MAX_EVENT_STREAMS", default_value_t = DEFAULT_MAX_EVENT_STREAMS)]
+    pub max_event_streams: usize,
 }
 
 /// What an instance shows and how it reaches sessions, resolved from the flags.
@@ -89,6 +120,9 @@ pub struct Settings {
     pub catalog: PathBuf,
     pub near_cache: usize,
     pub workers: Option<usize>,
+    pub csrf_key: csrf::Key,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub max_event_streams: usize,
 }
 
 impl CartArgs {
@@ -110,6 +144,16 @@ impl CartArgs {
                 "--color {color:?} is not a colour name or #hex value"
             ));
         }
+        let csrf_key = match (&self.csrf_key, &self.csrf_key_file) {
+            (Some(key), _) => csrf::Key::new(key).map_err(|e| format!("--csrf-key: {e}"))?,
+            (None, Some(path)) => csrf::Key::from_file(path)?,
+            (None, None) => {
+                tracing::warn!(
+                    "no --csrf-key or --csrf-key-file: form tokens use a key of this process, so pages left open across a restart, or served by another instance, are refused"
+                );
+                csrf::Key::random()
+            }
+        };
         Ok(Settings {
             public_port,
             peer_port,
@@ -122,6 +166,9 @@ impl CartArgs {
             catalog: self.catalog.clone(),
             near_cache: self.near_cache,
             workers: self.workers,
+            csrf_key,
+            trusted_proxies: self.trusted_proxies.clone(),
+            max_event_streams: self.max_event_streams,
         })
     }
 }
@@ -146,6 +193,9 @@ impl Settings {
             catalog: DEFAULT_CATALOG.into(),
             near_cache: DEFAULT_NEAR_CACHE,
             workers: None,
+            csrf_key: csrf::Key::random(),
+            trusted_proxies: Vec::new(),
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
         }
     }
 }

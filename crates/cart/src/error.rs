@@ -13,6 +13,10 @@ pub enum CartError {
     Unavailable,
     #[error("the form's security token is missing or wrong")]
     Forbidden,
+    #[error("the form was sent from another site")]
+    CrossSite,
+    #[error("too many live-update streams are open")]
+    TooManyStreams,
     #[error("{0:?} is not one of our items")]
     UnknownItem(String),
     #[error("the form must say add or remove")]
@@ -46,7 +50,8 @@ impl ResponseError for CartError {
     fn status_code(&self) -> StatusCode {
         match self {
             CartError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            CartError::Forbidden => StatusCode::FORBIDDEN,
+            CartError::Forbidden | CartError::CrossSite => StatusCode::FORBIDDEN,
+            CartError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             CartError::UnknownItem(_) | CartError::BadAction | CartError::BadForm(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -69,6 +74,16 @@ impl ResponseError for CartError {
                  Go back to the cart, reload it, and try again."
                     .to_owned(),
             ),
+            CartError::CrossSite => (
+                "Please use the form on this shop's page",
+                "Your browser says that request came from another web site, so it was refused and nothing changed."
+                    .to_owned(),
+            ),
+            CartError::TooManyStreams => (
+                "Live updates are busy",
+                "This server has as many live-update streams open as it allows; the page still works, reload it to see changes."
+                    .to_owned(),
+            ),
             CartError::UnknownItem(name) => ("Unknown item", format!("{name:?} is not one of our nine items, so nothing was added or removed.")),
             CartError::BadAction => ("Unknown action", "The form must ask to add or remove an item.".to_owned()),
             CartError::BadForm(_) => ("Unreadable form", "The form's data could not be read, so nothing changed.".to_owned()),
@@ -85,7 +100,7 @@ impl ResponseError for CartError {
             message,
         };
         let mut response = HttpResponse::build(status);
-        if matches!(self, CartError::Unavailable) {
+        if matches!(self, CartError::Unavailable | CartError::TooManyStreams) {
             response.insert_header((header::RETRY_AFTER, "2"));
         }
         match page.render() {

@@ -6,12 +6,14 @@
 //! - [`config`]: flags and resolved settings of an instance.
 //! - [`catalog`]: the nine products, read from `samples/cart/`.
 //! - [`shopper`]: what the cart keeps in a session and the server-side operations on it.
+//! - [`csrf`]: form tokens bound to a cookie of their own, so that no page view needs a session.
 //! - [`page`]: the box, "Recently viewed" and the session panel shown on every page.
 //! - [`routes`]: the pages under `/Cart`; [`live`]: server-sent events fed by the watch stream.
 //! - [`error`]: failures and their friendly pages; [`startup`]: building and running the app.
 
 pub mod catalog;
 pub mod config;
+pub mod csrf;
 pub mod error;
 pub mod live;
 pub mod page;

@@ -4,7 +4,7 @@
 use crate::{catalog::Product, shopper, startup::AppState};
 use actix_web::HttpRequest;
 use session_client::Session;
-use std::time::SystemTime;
+use std::{net::IpAddr, time::SystemTime};
 
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -18,7 +18,7 @@ pub struct Frame {
     pub total: usize,
     pub history: Vec<Product>,
     pub panel: Option<Panel>,
-    /// Empty when there is no session yet (a read-only refresh).
+    /// The forms' CSRF token (see [`crate::csrf`]).
     pub csrf: String,
 }
 
@@ -34,21 +34,22 @@ pub struct Panel {
 }
 
 impl Frame {
+    /// The frame of a page for `session`, whose forms carry the CSRF token `csrf`.
     pub fn new(
         state: &AppState,
         req: &HttpRequest,
         session: Option<&Session>,
+        csrf: String,
     ) -> Result<Self, session_client::Error> {
         let settings = &state.settings;
-        let info = req.connection_info();
+        let (scheme, host) = scheme_and_host(req, &settings.trusted_proxies);
         let peer_url = format!(
-            "{}://{}:{}/Cart",
-            info.scheme(),
-            host_name(info.host()),
+            "{scheme}://{}:{}/Cart",
+            host_name(&host),
             settings.peer_port
         );
-        let (total, history, panel, csrf) = match session {
-            None => (0, Vec::new(), None, String::new()),
+        let (total, history, panel) = match session {
+            None => (0, Vec::new(), None),
             Some(s) => {
                 let total = s.list_len(shopper::CART)?;
                 let history = shopper::history(s)?
@@ -65,12 +66,7 @@ impl Frame {
                         .unwrap_or_default(),
                     hops: s.counter(shopper::HOPS)?,
                 };
-                (
-                    total,
-                    history,
-                    Some(panel),
-                    shopper::csrf(s).unwrap_or_default(),
-                )
+                (total, history, Some(panel))
             }
         };
         Ok(Self {
@@ -85,6 +81,30 @@ impl Frame {
             csrf,
         })
     }
+}
+
+/// The scheme and host a browser used, as far as this instance can tell: from the request
+/// itself, or from the `Forwarded`/`X-Forwarded-*` headers when they come from one of the
+/// `trusted` proxies (anyone can send those headers, so nobody else is believed).
+pub fn scheme_and_host(req: &HttpRequest, trusted: &[IpAddr]) -> (String, String) {
+    let from_proxy = req
+        .peer_addr()
+        .is_some_and(|peer| trusted.contains(&peer.ip()));
+    if from_proxy {
+        let info = req.connection_info();
+        return (info.scheme().to_owned(), info.host().to_owned());
+    }
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_else(|| req.app_config().host());
+    (scheme.to_owned(), host.to_owned())
 }
 
 /// "2026-11-28 01:52:56 UTC", edited in place (every page shows two).

@@ -2,15 +2,13 @@
 //! server-side operation (list push/remove, recent push, counter add), so requests racing on
 //! both instances never overwrite each other.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore;
 use session_client::{Error, Ops, Session, actix::RequestSession};
 
 /// Item names in the order they were added, one entry per unit (the original's model).
 pub const CART: &str = "cart";
 /// Product ids, newest first.
 pub const HISTORY: &str = "history";
-/// The CSRF token every form carries.
+/// The CSRF nonce the session is bound to (see [`crate::csrf`]).
 pub const CSRF: &str = "csrf";
 /// The public port of the instance that served the session last.
 pub const LAST_SERVER: &str = "last_server";
@@ -47,22 +45,26 @@ pub fn history(session: &Session) -> Result<Vec<String>, Error> {
     session.list_json(HISTORY)
 }
 
-pub fn csrf(session: &Session) -> Option<String> {
+/// The CSRF nonce a session was bound to by its first write (see [`crate::csrf`]).
+pub fn csrf_nonce(session: &Session) -> Option<String> {
     session.get_json(CSRF).ok().flatten()
 }
 
-fn new_token() -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+/// The nonce a request's page is made with: its session's, else its cookie's, else a new one.
+pub fn nonce_for(session: Option<&Session>, cookie: Option<String>) -> String {
+    session
+        .and_then(csrf_nonce)
+        .or(cookie)
+        .unwrap_or_else(crate::csrf::new_nonce)
 }
 
-/// Bookkeeping a request served by instance `me` owes the session: a CSRF token if it has
-/// none, and the hop count if another instance served it last. Empty when nothing is owed.
-pub fn upkeep(session: Option<&Session>, me: &str) -> Result<Ops, Error> {
+/// Bookkeeping a request served by instance `me` owes the session: the CSRF nonce it is
+/// bound to if it has none, and the hop count if another instance served it last. Empty
+/// when nothing is owed.
+pub fn upkeep(session: Option<&Session>, me: &str, nonce: &str) -> Result<Ops, Error> {
     let mut ops = Ops::new();
-    if session.and_then(csrf).is_none() {
-        ops = ops.set_json(CSRF, &new_token())?;
+    if session.and_then(csrf_nonce).is_none() {
+        ops = ops.set_json(CSRF, nonce)?;
     }
     let last: Option<String> = session
         .map(|s| s.get_json(LAST_SERVER))
@@ -77,31 +79,24 @@ pub fn upkeep(session: Option<&Session>, me: &str) -> Result<Ops, Error> {
     Ok(ops)
 }
 
-/// The session for a page view by instance `me`, created if the browser has none, with the
-/// bookkeeping applied. `read_only` (live refreshes) never writes, so open pages on both
-/// instances cannot set each other off.
+/// The session for a page view by instance `me`, with the bookkeeping applied. A browser
+/// without a session gets none: an anonymous view writes nothing, so crawlers and floods of
+/// cookieless requests cost the session server nothing. `read_only` (live refreshes) never
+/// writes, so open pages on both instances cannot set each other off.
 pub async fn visit(
     session: &RequestSession,
     me: &str,
     read_only: bool,
-) -> Result<Option<Session>, Error> {
+    nonce: impl FnOnce(Option<&Session>) -> String,
+) -> Result<(Option<Session>, String), Error> {
     let loaded = session.load().await?;
-    if read_only {
-        return Ok(loaded);
-    }
-    let owed = upkeep(loaded.as_ref(), me)?;
+    let nonce = nonce(loaded.as_ref());
+    let Some(current) = loaded.as_ref().filter(|_| !read_only) else {
+        return Ok((loaded, nonce));
+    };
+    let owed = upkeep(Some(current), me, &nonce)?;
     if owed.is_empty() {
-        return Ok(loaded);
+        return Ok((loaded, nonce));
     }
-    session.apply_and_load(owed).await.map(Some)
-}
-
-/// Compares tokens in time independent of where they differ.
-pub fn tokens_match(expected: &str, given: &str) -> bool {
-    expected.len() == given.len()
-        && expected
-            .bytes()
-            .zip(given.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    Ok((Some(session.apply_and_load(owed).await?), nonce))
 }

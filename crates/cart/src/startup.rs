@@ -76,11 +76,12 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
     let workers = settings.workers;
     let session_config = SessionConfig {
         secure: settings.secure_cookie,
+        trusted_proxies: settings.trusted_proxies.clone(),
         ..SessionConfig::default()
     };
     let state = web::Data::new(AppState {
         me: settings.public_port.to_string(),
-        live: Live::start(client.clone()),
+        live: Live::start(client.clone(), settings.max_event_streams),
         catalog,
         settings,
     });
@@ -103,6 +104,13 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
                     log_requests,
                     middleware::Logger::new("%s %r %Dms").exclude("/healthz"),
                 ))
+                .wrap(
+                    routes::SECURITY_HEADERS
+                        .into_iter()
+                        .fold(middleware::DefaultHeaders::new(), |headers, header| {
+                            headers.add(header)
+                        }),
+                )
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(crate::error::CartError::NotFound)

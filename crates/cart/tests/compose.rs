@@ -169,6 +169,18 @@ async fn docker_compose_runs_the_tutorial_and_recovers_from_a_session_server_res
         )
         .await;
     assert_eq!(added.status, 303);
+    // Both carts read the CSRF key the first one made in the shared volume: a form of one
+    // posts to the other.
+    let on_second = browser
+        .post(
+            &second,
+            &[("item", "JSP Book"), ("submit", "remove"), ("csrf", &token)],
+        )
+        .await;
+    assert_eq!(
+        on_second.status, 303,
+        "a token of one cart works on the other"
+    );
     let there = browser.get(&second).await;
     let text = there.text();
     assert!(

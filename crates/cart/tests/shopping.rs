@@ -15,10 +15,11 @@ async fn an_add_on_one_server_is_in_the_cart_on_the_other() {
 
     let first = browser.get(&format!("{}/Cart", a.base)).await;
     assert_eq!(first.status, 200);
-    let cookie = first.set_cookie.expect("a visit starts a session");
-    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
-        assert!(cookie.contains(flag), "{cookie}");
-    }
+    assert!(first.set_cookie.is_none(), "a mere visit makes no session");
+    assert!(
+        browser.has_cookie("cart_csrf"),
+        "but gets its form token's cookie"
+    );
     assert!(first.html.contains("<title>carts</title>"));
     assert!(
         first
@@ -34,6 +35,10 @@ async fn an_add_on_one_server_is_in_the_cart_on_the_other() {
         (303, Some("/Cart")),
         "post/redirect/get"
     );
+    let cookie = added.set_cookie.expect("the first add starts a session");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
 
     let there = browser.get(&format!("{}/Cart", b.base)).await;
     let text = there.text();
@@ -90,6 +95,8 @@ async fn browsing_history_is_the_last_five_newest_first_on_both_servers() {
     let server = SessionServer::start().await;
     let (a, b) = start_pair(SessionMode::Clustered, &server.url()).await;
     let browser = Browser::new();
+    // A browser gets "Recently viewed" once it has shown that it keeps cookies.
+    browser.get(&format!("{}/Cart", a.base)).await;
     for id in ["x-files", "nin-cd"] {
         let page = browser.get(&format!("{}/Cart/products/{id}", a.base)).await;
         assert_eq!(page.status, 200);
@@ -132,8 +139,17 @@ async fn two_hundred_concurrent_adds_on_both_servers_lose_nothing() {
     let browser = Browser::new();
     let token = browser.get(&format!("{}/Cart", a.base)).await.csrf();
     let items = ["NIN CD", "JSP Book", "Love life", "X-files movie"];
+    // The first add makes the session (adds racing without one would each make their own,
+    // as two browsers would).
+    let first = browser
+        .post(
+            &format!("{}/Cart", a.base),
+            &[("item", items[0]), ("submit", "add"), ("csrf", &token)],
+        )
+        .await;
+    assert_eq!(first.status, 303);
 
-    let adds = (0..200).map(|i| {
+    let adds = (1..200).map(|i| {
         let browser = browser.clone();
         let url = format!("{}/Cart", if i % 2 == 0 { &a.base } else { &b.base });
         let token = token.clone();
@@ -244,8 +260,13 @@ async fn an_over_large_cart_gets_a_clear_message() {
         ("submit", "add"),
         ("csrf", token.as_str()),
     ];
+    assert_eq!(
+        browser.post(&url, &form).await.status,
+        303,
+        "the session's first add"
+    );
     for chunk in 0..25 {
-        let adds = (0..20).map(|_| browser.post(&url, &form));
+        let adds = (usize::from(chunk == 0)..20).map(|_| browser.post(&url, &form));
         assert!(
             join_all(adds).await.iter().all(|p| p.status == 303),
             "chunk {chunk}"
@@ -362,13 +383,16 @@ async fn local_sessions_are_not_shared_and_the_box_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forged_cookie_starts_a_new_session() {
+async fn a_forged_cookie_is_dropped_and_the_first_add_starts_a_new_session() {
     let server = SessionServer::start().await;
     let (a, _b) = start_pair(SessionMode::Clustered, &server.url()).await;
     let browser = Browser::new();
     browser.set_cookie(Some("A".repeat(43)));
     let page = browser.get(&format!("{}/Cart", a.base)).await;
     assert_eq!(page.status, 200);
+    assert_eq!(browser.cookie(), None, "the forged cookie is removed");
+    browser.submit(&a, "NIN CD", "add").await;
+    let page = browser.get(&format!("{}/Cart", a.base)).await;
     let fresh = browser.cookie().expect("new cookie");
     assert_ne!(fresh, "A".repeat(43));
     assert!(
@@ -387,7 +411,7 @@ async fn an_open_page_hears_about_a_change_made_on_the_other_server() {
     let server = SessionServer::start().await;
     let (a, b) = start_pair(SessionMode::Clustered, &server.url()).await;
     let browser = Browser::new();
-    browser.get(&format!("{}/Cart", a.base)).await;
+    browser.submit(&a, "NIN CD", "add").await;
     let cookie = browser.cookie().expect("session");
 
     let mut events = reqwest::Client::new()
@@ -436,6 +460,182 @@ async fn an_open_page_hears_about_a_change_made_on_the_other_server() {
         no_session.status(),
         204,
         "nothing to watch without a session"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_cookieless_views_makes_no_session_and_evicts_no_shopper() {
+    use futures_util::StreamExt;
+    let server = SessionServer::start().await;
+    let (a, b) = start_pair(SessionMode::Clustered, &server.url()).await;
+    let shopper = Browser::new();
+    assert_eq!(shopper.submit(&a, "JSP Book", "add").await.status, 303);
+    let created = server.metric("session_created_total").await;
+
+    let crawler = reqwest::Client::new();
+    let views = futures_util::stream::iter(0..10_000)
+        .map(|i| {
+            let (crawler, base) = (crawler.clone(), if i % 2 == 0 { &a.base } else { &b.base });
+            let url = if i % 10 == 0 {
+                format!("{base}/Cart/products/nin-cd")
+            } else {
+                format!("{base}/Cart")
+            };
+            async move { crawler.get(url).send().await.expect("view").status() }
+        })
+        .buffer_unordered(16);
+    let statuses: Vec<_> = views.collect().await;
+    assert!(statuses.iter().all(|s| s.is_success()));
+    assert_eq!(
+        server.metric("session_created_total").await,
+        created,
+        "no view made a session"
+    );
+    assert_eq!(server.metric("session_active").await, 1.0);
+    assert_eq!(
+        shopper
+            .get(&format!("{}/Cart", b.base))
+            .await
+            .items_in_cart(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_left_open_while_its_session_ended_still_adds_with_its_token() {
+    let server = SessionServer::start().await;
+    let (a, _b) = start_pair(SessionMode::Clustered, &server.url()).await;
+    let browser = Browser::new();
+    browser.submit(&a, "NIN CD", "add").await;
+    let token = browser.get(&format!("{}/Cart", a.base)).await.csrf();
+    let id = browser.cookie().expect("session");
+    let client = session_client::SessionClient::connect_lazy(session_client::ClientConfig {
+        endpoints: vec![server.url()],
+        ..Default::default()
+    })
+    .expect("client");
+    client.invalidate(&id).await.expect("the session ends");
+
+    let added = browser
+        .post(
+            &format!("{}/Cart", a.base),
+            &[("item", "JSP Book"), ("submit", "add"), ("csrf", &token)],
+        )
+        .await;
+    assert_eq!(added.status, 303, "the old page's token still works");
+    let page = browser.get(&format!("{}/Cart", a.base)).await;
+    assert_ne!(browser.cookie(), Some(id), "in a new session");
+    assert_eq!(page.items_in_cart(), 1, "with the add applied");
+
+    // Another site's page cannot post, even with a valid token, and a stolen token is
+    // worthless without its cookie.
+    let token = page.csrf();
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "http://evil.example"),
+    ] {
+        let refused = reqwest::Client::new()
+            .post(format!("{}/Cart", a.base))
+            .header(
+                "cookie",
+                format!("cart_csrf=x; sid={}", browser.cookie().expect("sid")),
+            )
+            .header(header, value)
+            .form(&[("item", "JSP Book"), ("submit", "add"), ("csrf", &token)])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(refused.status(), 403, "{header}: {value}");
+    }
+    let no_cookie = reqwest::Client::new()
+        .post(format!("{}/Cart", a.base))
+        .form(&[("item", "JSP Book"), ("submit", "add"), ("csrf", &token)])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(no_cookie.status(), 403);
+    assert_eq!(
+        browser
+            .get(&format!("{}/Cart", a.base))
+            .await
+            .items_in_cart(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_edge_answers_methods_headers_and_forwarding_as_it_should() {
+    let server = SessionServer::start().await;
+    let (a, b) = start_pair(SessionMode::Clustered, &server.url()).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (method, path, allow) in [
+        ("PUT", "/Cart", "GET, HEAD, POST"),
+        ("DELETE", "/Cart/products/nin-cd", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ] {
+        let answer = http
+            .request(method.parse().expect("method"), format!("{}{path}", a.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), 405, "{method} {path}");
+        assert_eq!(answer.headers()["allow"], allow);
+    }
+    let head = http
+        .head(format!("{}/Cart", a.base))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "text/html; charset=utf-8");
+    let page = http
+        .get(format!("{}/Cart", a.base))
+        .send()
+        .await
+        .expect("GET");
+    let headers = page.headers().clone();
+    let csp = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert!(
+        !csp.contains("unsafe-inline'; script")
+            && !page.text().await.expect("body").contains("<script>")
+    );
+
+    // Forwarding headers from a peer that is no configured proxy change nothing.
+    let spoofed = http
+        .get(format!("{}/Cart", b.base))
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("GET");
+    let set_cookie: Vec<_> = spoofed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .cloned()
+        .collect();
+    let html = spoofed.text().await.expect("body");
+    assert!(
+        !html.contains("evil.example"),
+        "the peer link keeps the real host"
+    );
+    assert!(html.contains(&format!("http://127.0.0.1:{}/Cart", a.port)));
+    assert!(
+        set_cookie
+            .iter()
+            .all(|c| !c.to_str().expect("ascii").contains("Secure"))
     );
     server.stop().await;
 }

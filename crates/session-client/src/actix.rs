@@ -51,8 +51,11 @@ const MAX_COOKIE_LEN: usize = 128;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub cookie_name: String,
-    /// `Some(true)` always sets Secure; `None` sets it when the request came over TLS.
+    /// `Some(true)` always sets Secure; `None` sets it when the request came over TLS, to
+    /// this app or (as `X-Forwarded-Proto`/`Forwarded` say) to one of `trusted_proxies`.
     pub secure: Option<bool>,
+    /// Reverse proxies whose forwarding headers are believed; anyone can send them.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Timeouts of sessions this app creates; `None` takes the server's defaults.
     pub idle_timeout: Option<Duration>,
     pub max_lifetime: Option<Duration>,
@@ -63,6 +66,7 @@ impl Default for SessionConfig {
         Self {
             cookie_name: DEFAULT_COOKIE_NAME.into(),
             secure: None,
+            trusted_proxies: Vec::new(),
             idle_timeout: None,
             max_lifetime: None,
         }
@@ -150,9 +154,12 @@ where
             .cookie(&version_cookie)
             .and_then(|c| c.value().parse().ok())
             .unwrap_or(0);
-        let secure = config
-            .secure
-            .unwrap_or_else(|| req.connection_info().scheme() == "https");
+        let secure = config.secure.unwrap_or_else(|| {
+            let from_proxy = req
+                .peer_addr()
+                .is_some_and(|peer| config.trusted_proxies.contains(&peer.ip()));
+            req.app_config().secure() || from_proxy && req.connection_info().scheme() == "https"
+        });
         let session = RequestSession {
             client: self.shared.client.clone(),
             state: Rc::new(RefCell::new(State {

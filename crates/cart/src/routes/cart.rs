@@ -1,6 +1,6 @@
 //! `/Cart`: the cart page, and the form that adds and removes items.
 
-use crate::{catalog::Catalog, error::CartError, page::Frame, shopper, startup::AppState};
+use crate::{catalog::Catalog, csrf, error::CartError, page::Frame, shopper, startup::AppState};
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use askama::Template;
 use serde::Deserialize;
@@ -55,8 +55,13 @@ pub async fn view(
     query: web::Query<Notice>,
 ) -> Result<HttpResponse, CartError> {
     let read_only = req.headers().contains_key(LIVE_REFRESH_HEADER);
-    let loaded = shopper::visit(&session, &state.me, read_only).await?;
-    let frame = Frame::new(&state, &req, loaded.as_ref())?;
+    let cookie = csrf::cookie_nonce(&req);
+    let (loaded, nonce) = shopper::visit(&session, &state.me, read_only, |s| {
+        shopper::nonce_for(s, cookie.clone())
+    })
+    .await?;
+    let token = state.settings.csrf_key.token(&nonce);
+    let frame = Frame::new(&state, &req, loaded.as_ref(), token)?;
     let lines = match &loaded {
         Some(s) => shopper::lines(s)?
             .0
@@ -80,7 +85,7 @@ pub async fn view(
         _ => None,
     };
     let html = render_page(frame, lines, &state.catalog, notice)?;
-    Ok(super::html(html))
+    Ok(super::page(&req, &state, html, nonce, cookie))
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,18 +97,26 @@ pub struct ChangeForm {
 
 /// Adds or removes one unit, then redirects back (post/redirect/get: a reload never repeats it).
 pub async fn change(
+    req: HttpRequest,
     session: RequestSession,
     state: web::Data<AppState>,
     form: web::Form<ChangeForm>,
 ) -> Result<HttpResponse, CartError> {
+    super::same_origin(&req)?;
     let form = form.into_inner();
-    // The token is checked before anything else, against the one kept in the session.
-    let loaded = session.load().await?.ok_or(CartError::Forbidden)?;
-    let expected = shopper::csrf(&loaded).ok_or(CartError::Forbidden)?;
-    if !form
-        .csrf
-        .as_deref()
-        .is_some_and(|given| shopper::tokens_match(&expected, given))
+    // The token is checked before anything else: against the cookie's nonce, which needs no
+    // session, then against the nonce the session was bound to, if it still exists. A page
+    // whose session ended still adds: the add starts a new session.
+    let nonce = csrf::cookie_nonce(&req).ok_or(CartError::Forbidden)?;
+    let given = form.csrf.as_deref().unwrap_or_default();
+    if !state.settings.csrf_key.verify(&nonce, given) {
+        return Err(CartError::Forbidden);
+    }
+    let loaded = session.load().await?;
+    if loaded
+        .as_ref()
+        .and_then(shopper::csrf_nonce)
+        .is_some_and(|bound| bound != nonce)
     {
         return Err(CartError::Forbidden);
     }
@@ -121,7 +134,7 @@ pub async fn change(
         Some("remove") => Ops::new().list_remove_json(shopper::CART, &product.name)?,
         _ => return Err(CartError::BadAction),
     };
-    let mut upkeep = shopper::upkeep(Some(&loaded), &state.me)?;
+    let mut upkeep = shopper::upkeep(loaded.as_ref(), &state.me, &nonce)?;
     // Bookkeeping rides in the same atomic batch: one round trip.
     let ops = if upkeep.is_empty() {
         ops

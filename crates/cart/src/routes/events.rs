@@ -1,7 +1,7 @@
 //! `/Cart/events`: server-sent events telling an open page that its session changed.
 
-use crate::startup::AppState;
-use actix_web::{HttpResponse, http::header, web};
+use crate::{error::CartError, startup::AppState};
+use actix_web::{HttpResponse, ResponseError, http::header, web};
 use session_client::actix::RequestSession;
 
 pub async fn stream(session: RequestSession, state: web::Data<AppState>) -> HttpResponse {
@@ -9,9 +9,12 @@ pub async fn stream(session: RequestSession, state: web::Data<AppState>) -> Http
     let Some(id) = session.id() else {
         return HttpResponse::NoContent().finish(); // 204 tells EventSource not to reconnect
     };
+    let Some(events) = state.live.events(id) else {
+        return CartError::TooManyStreams.error_response();
+    };
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(state.live.events(id))
+        .streaming(events)
 }

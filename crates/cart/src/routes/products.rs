@@ -1,6 +1,6 @@
 //! `/Cart/products/{id}`: a product's page, which also records it in "Recently viewed".
 
-use crate::{catalog::Product, error::CartError, page::Frame, shopper, startup::AppState};
+use crate::{catalog::Product, csrf, error::CartError, page::Frame, shopper, startup::AppState};
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use askama::Template;
 use session_client::{Ops, actix::RequestSession};
@@ -24,14 +24,28 @@ pub async fn view(
         .cloned()
         .ok_or(CartError::NotFound)?;
     let loaded = session.load().await?;
-    let mut ops = shopper::upkeep(loaded.as_ref(), &state.me)?;
-    ops.extend(Ops::new().recent_push_json(shopper::HISTORY, &product.id, shopper::HISTORY_LEN)?);
-    let after = session.apply_and_load(ops).await?;
-    let frame = Frame::new(&state, &req, Some(&after))?;
+    let cookie = csrf::cookie_nonce(&req);
+    let nonce = shopper::nonce_for(loaded.as_ref(), cookie.clone());
+    // "Recently viewed" needs a session; a browser gets one once it has shown that it keeps
+    // cookies (it sends the CSRF cookie of an earlier page), so that crawlers and cookieless
+    // floods never make one.
+    let after = if loaded.is_some() || cookie.is_some() {
+        let mut ops = shopper::upkeep(loaded.as_ref(), &state.me, &nonce)?;
+        ops.extend(Ops::new().recent_push_json(
+            shopper::HISTORY,
+            &product.id,
+            shopper::HISTORY_LEN,
+        )?);
+        Some(session.apply_and_load(ops).await?)
+    } else {
+        None
+    };
+    let token = state.settings.csrf_key.token(&nonce);
+    let frame = Frame::new(&state, &req, after.as_ref(), token)?;
     let html = ProductPage { frame, product }
         .render()
         .map_err(|e| CartError::Internal(e.to_string()))?;
-    Ok(super::html(html))
+    Ok(super::page(&req, &state, html, nonce, cookie))
 }
 
 /// A product picture: static, served without touching sessions.

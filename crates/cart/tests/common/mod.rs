@@ -26,6 +26,7 @@ pub fn free_port() -> u16 {
 
 pub struct SessionServer {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), session_server::ServerError>>,
 }
@@ -38,6 +39,7 @@ impl SessionServer {
     pub async fn start_on(grpc: TcpListener) -> Self {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let addr = grpc.local_addr().expect("addr");
+        let admin_addr = admin.local_addr().expect("admin addr");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(session_server::run(
             grpc,
@@ -54,6 +56,7 @@ impl SessionServer {
             {
                 return Self {
                     addr,
+                    admin: admin_addr,
                     stop: Some(stop),
                     task,
                 };
@@ -65,6 +68,19 @@ impl SessionServer {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A counter or gauge of the server's /metrics, by its full name.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
     }
 
     pub async fn stop(mut self) {
@@ -90,6 +106,11 @@ impl Instance {
     pub async fn stop(&self) {
         self.handle.stop(true).await;
     }
+}
+
+/// The CSRF key both instances of a pair share, as the start scripts and compose give them.
+pub fn shared_key() -> cart::csrf::Key {
+    cart::csrf::Key::new("the tests' shared key, at least 32 characters").expect("key")
 }
 
 /// Two cart instances that know each other's port, like 9081 and 9082 in the tutorial.
@@ -120,6 +141,7 @@ async fn start(
     settings.session_servers = vec![session_server.to_owned()];
     settings.session_timeout = Duration::from_millis(500);
     settings.workers = Some(2);
+    settings.csrf_key = shared_key();
     let server = cart::startup::run(listener, settings).expect("cart starts");
     let handle = server.handle();
     tokio::spawn(server);
@@ -227,6 +249,14 @@ impl Browser {
             .iter()
             .find(|(n, _)| n == "sid")
             .map(|(_, v)| v.clone())
+    }
+
+    pub fn has_cookie(&self, name: &str) -> bool {
+        self.jar
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(n, _)| n == name)
     }
 
     pub fn set_cookie(&self, value: Option<String>) {
