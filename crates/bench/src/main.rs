@@ -7,6 +7,7 @@
 //! cargo run --release -p bench -- --write      # the full run that docs/performance.md reports
 //! ```
 
+mod attacks;
 mod floor;
 mod load;
 mod procs;
@@ -60,6 +61,8 @@ enum Part {
     Ops,
     /// Targets 4 and 5: memory and latency with many sessions.
     Memory,
+    /// No target: a lone caller's reads while the server is under each hostile input.
+    Attacks,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,12 +135,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let server = procs::session_server("4GiB")?;
     let mut ids = Vec::new();
-    if wanted(Part::Ops) || wanted(Part::Memory) {
+    if wanted(Part::Ops) || wanted(Part::Memory) || wanted(Part::Attacks) {
         eprintln!("creating {small} sessions of 1 KB...");
         ids = scenarios::create_sessions(server.addr, small).await?;
     }
     if wanted(Part::Ops) {
         ops(&server, &redis, &ids, duration, rounds, &mut report).await?;
+    }
+    if wanted(Part::Attacks) {
+        // A server of its own, so that the attacks leave the others' figures alone.
+        let attacked = procs::session_server("4GiB")?;
+        let bystander =
+            Arc::new(scenarios::create_sessions(attacked.addr, small.min(1_000)).await?);
+        for (attack, m) in attacks::measure(attacked.addr, &bystander, duration).await? {
+            let label = "get (c=1) during an attack";
+            report.rows.push(Row::new(label, attack, 1, &m));
+        }
     }
     if wanted(Part::Memory) {
         memory(&server, &redis, ids, big, duration, &mut report).await?;

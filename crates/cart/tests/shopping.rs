@@ -639,3 +639,22 @@ async fn the_http_edge_answers_methods_headers_and_forwarding_as_it_should() {
     );
     server.stop().await;
 }
+
+#[test]
+fn a_cart_given_two_session_servers_refuses_to_start_and_names_them() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cart"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--session-server",
+            "http://127.0.0.1:9510,http://127.0.0.1:9511",
+        ])
+        .output()
+        .expect("run cart");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http://127.0.0.1:9510") && err.contains("http://127.0.0.1:9511"),
+        "{err}"
+    );
+    assert!(err.contains("give one"), "{err}");
+}

@@ -485,7 +485,7 @@ async fn flush<W: AsyncWrite + Unpin>(
 }
 
 /// Whether `buffered` starts with a whole frame (its length, then that many bytes).
-fn holds_a_frame(buffered: &[u8]) -> bool {
+pub(crate) fn holds_a_frame(buffered: &[u8]) -> bool {
     match buffered.first_chunk::<4>() {
         Some(length) => buffered.len() - 4 >= u32::from_be_bytes(*length) as usize,
         None => false,

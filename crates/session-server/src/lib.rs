@@ -24,6 +24,8 @@ pub mod framed;
 pub mod id;
 pub mod metrics;
 pub mod probe;
+#[cfg(test)]
+mod properties;
 pub mod service;
 pub mod store;
 
