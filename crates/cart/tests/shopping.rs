@@ -658,3 +658,65 @@ fn a_cart_given_two_session_servers_refuses_to_start_and_names_them() {
     );
     assert!(err.contains("give one"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_count_from_trusted_proxies_and_event_streams_are_capped() {
+    let server = SessionServer::start().await;
+    let (a, _b) = common::start_pair_with(SessionMode::Clustered, &server.url(), |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+        s.max_event_streams = 2;
+    })
+    .await;
+    // This test's requests come from 127.0.0.1: a trusted proxy here.
+    let forwarded = reqwest::Client::new()
+        .get(format!("{}/Cart", a.base))
+        .header("x-forwarded-host", "shop.example:443")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("GET");
+    let cookie = forwarded.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    let html = forwarded.text().await.expect("body");
+    assert!(
+        html.contains("https://shop.example:"),
+        "the peer link uses the browser's host"
+    );
+
+    let browser = Browser::new();
+    browser.submit(&a, "NIN CD", "add").await;
+    let sid = browser.cookie().expect("session");
+    let open = |_| {
+        reqwest::Client::new()
+            .get(format!("{}/Cart/events", a.base))
+            .header("cookie", format!("sid={sid}"))
+            .send()
+    };
+    let first = open(0).await.expect("stream");
+    let second = open(1).await.expect("stream");
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    assert_eq!(open(2).await.expect("answer").status(), 503, "past the cap");
+    // A stream the browser closed frees its place once a write to it fails: the second
+    // keep-alive comment after the close (one every 15 s), so within 30 s.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let again = open(3).await.expect("answer");
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a closed stream never freed its place"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(second);
+    server.stop().await;
+}

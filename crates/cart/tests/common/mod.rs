@@ -115,6 +115,15 @@ pub fn shared_key() -> cart::csrf::Key {
 
 /// Two cart instances that know each other's port, like 9081 and 9082 in the tutorial.
 pub async fn start_pair(mode: SessionMode, session_server: &str) -> (Instance, Instance) {
+    start_pair_with(mode, session_server, |_| {}).await
+}
+
+/// [`start_pair`] with settings changed by `tweak`.
+pub async fn start_pair_with(
+    mode: SessionMode,
+    session_server: &str,
+    tweak: impl Fn(&mut Settings),
+) -> (Instance, Instance) {
     let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let (pa, pb) = (
@@ -122,8 +131,8 @@ pub async fn start_pair(mode: SessionMode, session_server: &str) -> (Instance, I
         b.local_addr().expect("addr").port(),
     );
     (
-        start(a, pa, pb, "goldenrod", mode, session_server).await,
-        start(b, pb, pa, "darkseagreen", mode, session_server).await,
+        start(a, pa, pb, "goldenrod", mode, session_server, &tweak).await,
+        start(b, pb, pa, "darkseagreen", mode, session_server, &tweak).await,
     )
 }
 
@@ -134,6 +143,7 @@ async fn start(
     color: &str,
     mode: SessionMode,
     session_server: &str,
+    tweak: impl Fn(&mut Settings),
 ) -> Instance {
     let mut settings = Settings::for_port(port, peer);
     settings.color = color.to_owned();
@@ -142,6 +152,7 @@ async fn start(
     settings.session_timeout = Duration::from_millis(500);
     settings.workers = Some(2);
     settings.csrf_key = shared_key();
+    tweak(&mut settings);
     let server = cart::startup::run(listener, settings).expect("cart starts");
     let handle = server.handle();
     tokio::spawn(server);
