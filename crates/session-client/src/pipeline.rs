@@ -52,6 +52,10 @@ const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// The shortest timeout whose deadlines are checked at a quarter of it.
 const MIN_CHECK: Duration = Duration::from_millis(20);
+/// A stream with no call for this long (or 60 timeouts, if less) is closed by the client,
+/// well before the server's idle timeout (5 minutes by default) closes it: the client closing
+/// between calls cannot race with a call it sends, as the server closing can.
+const IDLE_CLOSE: Duration = Duration::from_secs(60);
 /// Marks a pending call that has not been sent on any stream yet.
 const UNSENT: u64 = 0;
 
@@ -416,6 +420,26 @@ impl Shared {
         }
     }
 
+    /// Ends stream `generation` if no call waits on it or for it, in one look at the calls,
+    /// so that a call made meanwhile opens a new stream instead of failing on this one.
+    fn close_idle(&self, generation: u64) -> bool {
+        let mut calls = self.lock();
+        if calls.stream != Some(generation)
+            || calls.live != generation
+            || !calls.pending.is_empty()
+            || !calls.outbox.is_empty()
+        {
+            return false;
+        }
+        calls.stream = None;
+        calls.live = 0;
+        // The body of that stream (its writer) ends when it looks again.
+        if let Some(waker) = calls.waker.take() {
+            waker.wake();
+        }
+        true
+    }
+
     /// Forgets stream `generation` and fails the calls it carried.
     fn broken(&self, generation: u64) {
         let mut calls = self.lock();
@@ -523,8 +547,13 @@ async fn write_calls(
 async fn read(shared: Arc<Shared>, mut replies: Replies, mut generation: u64) {
     // Deadlines are checked a few times per timeout: a call fails at most a quarter of the
     // timeout after its deadline.
-    let mut check = tokio::time::interval(shared.timeout.max(MIN_CHECK) / 4);
+    let period = shared.timeout.max(MIN_CHECK) / 4;
+    let mut check = tokio::time::interval(period);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let idle_close = IDLE_CLOSE.min(shared.timeout * 60);
+    let idle_ticks = (idle_close.as_millis() / period.as_millis().max(1)).max(2) as u64;
+    // Checks in a row that found no reply: the stream's idle time, roughly.
+    let mut quiet = 0;
     loop {
         loop {
             // Replies first: the deadlines need a look only while no reply is waiting (and
@@ -535,9 +564,18 @@ async fn read(shared: Arc<Shared>, mut replies: Replies, mut generation: u64) {
             })
             .await;
             match next {
-                Some(Some(Ok(response))) => shared.answer(response),
+                Some(Some(Ok(response))) => {
+                    quiet = 0;
+                    shared.answer(response);
+                }
                 Some(_) => break,
-                None => shared.expire(Instant::now()),
+                None => {
+                    shared.expire(Instant::now());
+                    quiet += 1;
+                    if quiet >= idle_ticks && shared.close_idle(generation) {
+                        return; // the next call opens a new stream
+                    }
+                }
             }
         }
         shared.broken(generation);

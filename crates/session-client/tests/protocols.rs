@@ -156,3 +156,37 @@ async fn a_session_larger_than_8_mib_travels_both_ways_on_either_protocol() {
     }
     server.stop().await;
 }
+
+/// A client closes a stream it has not used for a while (at most a minute, here 60 timeouts
+/// of 50 ms) before the server's idle timeout would, and opens a new one for its next call.
+#[tokio::test]
+async fn an_idle_client_closes_its_stream_and_calls_again_on_a_new_one() {
+    let server = common::spawn(ServerConfig::default()).await;
+    let open_framed = || async {
+        let metrics = reqwest::get(format!("{}/metrics", server.admin_url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("session_framed_connections "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("session_framed_connections")
+    };
+    let client = server.client_with(Duration::from_millis(50), Protocol::Framed);
+    let id = client.create(Ops::new()).await.expect("create").info.id;
+    assert_eq!(open_framed().await, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_framed().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle stream stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client.get(&id).await.expect("a call on a new stream");
+    assert_eq!(open_framed().await, 1);
+    server.stop().await;
+}
