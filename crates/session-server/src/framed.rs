@@ -110,11 +110,11 @@ pub async fn accept<S: SessionStore>(
         let (service, grpc, health) = (service.clone(), routes.grpc.clone(), routes.health.clone());
         let stop = stop.clone();
         tracker.spawn(async move {
+            let mut stream = stream;
             // No Nagle delay: a reply's bytes must leave at once, not wait for an ACK.
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-            let mut stream = stream;
             let preface = tokio::select! {
                 _ = stop.cancelled() => return,
                 preface = tokio::time::timeout(limits.handshake_timeout, read_preface(&mut stream)) => preface,
@@ -130,7 +130,6 @@ pub async fn accept<S: SessionStore>(
                 }
                 Ok(Ok(Preface::Framed)) => {
                     serve(stream, service, max_message, limits.idle_timeout).await;
-                    drop(slot);
                 }
                 Ok(Ok(Preface::Http2(read))) => {
                     let conn = Conn {
@@ -170,26 +169,22 @@ async fn read_preface(stream: &mut TcpStream) -> io::Result<Preface> {
     // Either preface is at least this long, so reading this much never reads past one.
     const COMMON: usize = FRAMED_PREFACE.len();
     let mut buf = vec![0; HTTP2_PREFACE.len() + 9];
-    let mut n = 0;
-    let expected = loop {
-        let want = match buf[0] {
-            _ if n == 0 => COMMON,
-            b if b == FRAMED_PREFACE[0] => FRAMED_PREFACE.len(),
-            _ => HTTP2_PREFACE.len(),
-        };
-        let expected = if buf[0] == FRAMED_PREFACE[0] {
-            FRAMED_PREFACE
-        } else {
-            HTTP2_PREFACE
-        };
-        if n > 0 && buf[..n] != expected[..n] {
+    let mut n = read_some(stream, &mut buf[..COMMON]).await?;
+    let expected = if buf[0] == FRAMED_PREFACE[0] {
+        FRAMED_PREFACE
+    } else {
+        HTTP2_PREFACE
+    };
+    while n < expected.len() {
+        if buf[..n] != expected[..n] {
             return Ok(Preface::Unknown);
         }
-        if n == expected.len() {
-            break expected;
-        }
+        let want = if n < COMMON { COMMON } else { expected.len() };
         n += read_some(stream, &mut buf[n..want]).await?;
-    };
+    }
+    if buf[..n] != *expected {
+        return Ok(Preface::Unknown);
+    }
     if expected == FRAMED_PREFACE {
         return Ok(Preface::Framed);
     }
@@ -566,6 +561,49 @@ mod tests {
         engine.closing.cancel();
         assert!(read_to_close(&mut answered).await.is_empty());
         assert!(read_to_close(&mut silent).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_preface_split_into_single_bytes_is_still_understood() {
+        let engine = Engine::new(&ServerConfig::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (grpc, _unused) = mpsc::channel(1);
+        let (health, _unused_too) = mpsc::channel(1);
+        tokio::spawn(accept(
+            listener,
+            engine.service(),
+            1 << 20,
+            ConnectionLimits::default(),
+            Routes { grpc, health },
+            TaskTracker::new(),
+            CancellationToken::new(),
+        ));
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        for byte in FRAMED_PREFACE {
+            conn.write_all(&[*byte]).await.expect("a byte");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut request = bytes::BytesMut::new();
+        assert!(session_proto::put_frame(
+            &mut request,
+            &pb::PipelineRequest {
+                calls: vec![pb::Call {
+                    tag: 3,
+                    kind: Some(pb::call::Kind::Invalidate(pb::InvalidateRequest {
+                        id: "nobody".into(),
+                    })),
+                }],
+                origin: 0,
+            }
+        ));
+        conn.write_all(&request).await.expect("send");
+        let mut length = [0; 4];
+        conn.read_exact(&mut length).await.expect("a reply");
+        let mut reply = vec![0; u32::from_be_bytes(length) as usize];
+        conn.read_exact(&mut reply).await.expect("the whole reply");
+        let reply = pb::PipelineResponse::decode(&reply[..]).expect("a PipelineResponse");
+        assert_eq!(reply.replies[0].tag, 3);
     }
 
     #[test]
