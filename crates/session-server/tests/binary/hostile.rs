@@ -239,12 +239,7 @@ async fn a_thousand_reads_of_a_1_mib_session_in_one_message_are_bounded_on_both_
     let rss = server.rss_bytes();
     assert!(rss < 64 * MIB + 100 * MIB, "RSS {} MiB", rss / MIB);
 
-    // More calls than a message may hold: refused whole, and the connection stays usable.
-    let conn = &mut attackers[1];
-    let mut skip = Vec::new();
-    conn.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let _ = conn.read_to_end(&mut skip); // drop its unread replies... the server may still send
+    // More calls than a message may hold: refused whole, none of them run.
     drop(attackers);
     let mut conn = TcpStream::connect(server.addr()).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(5)))
