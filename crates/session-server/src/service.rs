@@ -141,8 +141,13 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     /// reach [`RESPONSE_CHUNK_BYTES`] or the calls run out, their events tagged with the
     /// message's origin. `None` once every call has its reply.
     pub async fn next_response(&self, batch: &mut Answering) -> Option<pb::PipelineResponse> {
-        if batch.started && batch.calls.len() == 0 {
-            return None;
+        if batch.started {
+            if batch.calls.len() == 0 {
+                return None;
+            }
+            // A batch of many large replies takes turns with other connections, a response
+            // at a time: a client that reads fast must not keep a thread to itself.
+            tokio::task::yield_now().await;
         }
         batch.started = true;
         let mut replies = Vec::with_capacity(batch.calls.len().min(64));
