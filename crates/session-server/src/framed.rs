@@ -510,62 +510,8 @@ mod tests {
         got
     }
 
-    #[tokio::test]
-    async fn shutdown_closes_framed_connections_busy_or_idle() {
-        let engine = Engine::new(&ServerConfig::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (grpc, _unused) = mpsc::channel(1);
-        let (health, _unused_too) = mpsc::channel(1);
-        let stop = CancellationToken::new();
-        tokio::spawn(accept(
-            listener,
-            engine.service(),
-            1 << 20,
-            ConnectionLimits::default(),
-            Routes { grpc, health },
-            TaskTracker::new(),
-            stop.clone(),
-        ));
-
-        // One connection has been answered once and then waits; one has sent only its preface.
-        let mut answered = TcpStream::connect(addr).await.expect("connect");
-        let mut request = bytes::BytesMut::from(FRAMED_PREFACE);
-        let get = pb::GetRequest {
-            id: "no such session".into(),
-            ..Default::default()
-        };
-        let call = pb::Call {
-            tag: 7,
-            kind: Some(pb::call::Kind::Get(get)),
-        };
-        let batch = pb::PipelineRequest {
-            calls: vec![call],
-            origin: 1,
-        };
-        assert!(session_proto::put_frame(&mut request, &batch));
-        answered.write_all(&request).await.expect("send");
-        let mut length = [0; 4];
-        answered.read_exact(&mut length).await.expect("a reply");
-        let mut reply = vec![0; u32::from_be_bytes(length) as usize];
-        answered
-            .read_exact(&mut reply)
-            .await
-            .expect("the whole reply");
-        let reply = pb::PipelineResponse::decode(&reply[..]).expect("a PipelineResponse");
-        assert_eq!(reply.replies[0].tag, 7);
-        let mut silent = TcpStream::connect(addr).await.expect("connect");
-        silent.write_all(FRAMED_PREFACE).await.expect("send");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-
-        engine.closing.cancel();
-        assert!(read_to_close(&mut answered).await.is_empty());
-        assert!(read_to_close(&mut silent).await.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_preface_split_into_single_bytes_is_still_understood() {
-        let engine = Engine::new(&ServerConfig::default());
+    /// The session port of `engine` on a loopback port, served until the test ends.
+    async fn serving(engine: &Engine) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (grpc, _unused) = mpsc::channel(1);
@@ -579,31 +525,62 @@ mod tests {
             TaskTracker::new(),
             CancellationToken::new(),
         ));
-        let mut conn = TcpStream::connect(addr).await.expect("connect");
-        for byte in FRAMED_PREFACE {
-            conn.write_all(&[*byte]).await.expect("a byte");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        addr
+    }
+
+    /// Sends one call of tag `tag` (its preface sent already) and returns the reply's tag.
+    async fn call(conn: &mut TcpStream, tag: u64) -> u64 {
+        let call = pb::Call {
+            tag,
+            kind: Some(pb::call::Kind::Get(pb::GetRequest {
+                id: "no such session".into(),
+                ..Default::default()
+            })),
+        };
         let mut request = bytes::BytesMut::new();
-        assert!(session_proto::put_frame(
-            &mut request,
-            &pb::PipelineRequest {
-                calls: vec![pb::Call {
-                    tag: 3,
-                    kind: Some(pb::call::Kind::Invalidate(pb::InvalidateRequest {
-                        id: "nobody".into(),
-                    })),
-                }],
-                origin: 0,
-            }
-        ));
+        let batch = pb::PipelineRequest {
+            calls: vec![call],
+            origin: 1,
+        };
+        assert!(session_proto::put_frame(&mut request, &batch));
         conn.write_all(&request).await.expect("send");
         let mut length = [0; 4];
         conn.read_exact(&mut length).await.expect("a reply");
         let mut reply = vec![0; u32::from_be_bytes(length) as usize];
         conn.read_exact(&mut reply).await.expect("the whole reply");
         let reply = pb::PipelineResponse::decode(&reply[..]).expect("a PipelineResponse");
-        assert_eq!(reply.replies[0].tag, 3);
+        reply.replies[0].tag
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_framed_connections_busy_or_idle() {
+        let engine = Engine::new(&ServerConfig::default());
+        let addr = serving(&engine).await;
+
+        // One connection has been answered once and then waits; one has sent only its preface.
+        let mut answered = TcpStream::connect(addr).await.expect("connect");
+        answered.write_all(FRAMED_PREFACE).await.expect("send");
+        assert_eq!(call(&mut answered, 7).await, 7);
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        silent.write_all(FRAMED_PREFACE).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        engine.closing.cancel();
+        assert!(read_to_close(&mut answered).await.is_empty());
+        assert!(read_to_close(&mut silent).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_preface_split_into_single_bytes_is_still_understood() {
+        let engine = Engine::new(&ServerConfig::default());
+        let mut conn = TcpStream::connect(serving(&engine).await)
+            .await
+            .expect("connect");
+        for byte in FRAMED_PREFACE {
+            conn.write_all(&[*byte]).await.expect("a byte");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(call(&mut conn, 3).await, 3);
     }
 
     #[test]
