@@ -154,7 +154,7 @@ async fn change(
     state: web::Data<State>,
     form: web::Form<Form>,
 ) -> actix_web::Result<HttpResponse> {
-    cart::routes::same_origin(&req)?;
+    cart::routes::same_origin(&req, &[])?;
     let Some(nonce) = csrf::cookie_nonce(&req) else {
         return Ok(HttpResponse::Forbidden().finish());
     };

@@ -607,9 +607,14 @@ async fn the_http_edge_answers_methods_headers_and_forwarding_as_it_should() {
     );
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["referrer-policy"], "same-origin");
+    let script_src = csp
+        .split(';')
+        .find(|d| d.trim_start().starts_with("script-src"))
+        .expect("a script-src directive");
+    assert!(!script_src.contains("unsafe-inline"), "{script_src}");
     assert!(
-        !csp.contains("unsafe-inline'; script")
-            && !page.text().await.expect("body").contains("<script>")
+        !page.text().await.expect("body").contains("<script>"),
+        "no inline script for the policy to block"
     );
 
     // Forwarding headers from a peer that is no configured proxy change nothing.
@@ -684,6 +689,27 @@ async fn forwarding_headers_count_from_trusted_proxies_and_event_streams_are_cap
     assert!(
         html.contains("https://shop.example:"),
         "the peer link uses the browser's host"
+    );
+    // The browser's Origin is the proxy's host, which is no cross-site request.
+    let from_proxy_page = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{}/Cart", a.base))
+        .header("x-forwarded-host", "shop.example:443")
+        .header("origin", "https://shop.example:443")
+        .form(&[("item", "NIN CD"), ("submit", "add"), ("csrf", "none")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(from_proxy_page.status(), 403, "refused by the token");
+    assert!(
+        !from_proxy_page
+            .text()
+            .await
+            .expect("body")
+            .contains("another web site"),
+        "not by the origin check"
     );
 
     let browser = Browser::new();

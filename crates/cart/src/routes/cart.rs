@@ -102,7 +102,7 @@ pub async fn change(
     state: web::Data<AppState>,
     form: web::Form<ChangeForm>,
 ) -> Result<HttpResponse, CartError> {
-    super::same_origin(&req)?;
+    super::same_origin(&req, &state.settings.trusted_proxies)?;
     let form = form.into_inner();
     // The token is checked before anything else: against the cookie's nonce, which needs no
     // session, then against the nonce the session was bound to, if it still exists. A page

@@ -7,6 +7,7 @@ mod products;
 
 use crate::{csrf, error::CartError, startup::AppState};
 use actix_web::{HttpRequest, HttpResponse, Route, guard, http::header, web};
+use std::net::IpAddr;
 
 pub use cart::{LIVE_REFRESH_HEADER, LineView, render_page};
 
@@ -47,16 +48,17 @@ fn page(
 }
 
 /// Refuses a POST that the browser says comes from another site: `Sec-Fetch-Site:
-/// cross-site`, or an `Origin` naming another host than the one the request went to. A
-/// request without either header (an older browser, a script) is left to the CSRF token.
-pub fn same_origin(req: &HttpRequest) -> Result<(), CartError> {
+/// cross-site`, or an `Origin` naming another host than the one the browser used (as
+/// [`crate::page::scheme_and_host`] tells it, behind `trusted` proxies too). A request
+/// without either header (an older browser, a script) is left to the CSRF token.
+pub fn same_origin(req: &HttpRequest, trusted: &[IpAddr]) -> Result<(), CartError> {
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     if header("sec-fetch-site") == Some("cross-site") {
         return Err(CartError::CrossSite);
     }
-    if let (Some(origin), Some(host)) = (header("origin"), header("host")) {
+    if let Some(origin) = header("origin") {
         let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        if origin_host != host {
+        if origin_host != crate::page::scheme_and_host(req, trusted).1 {
             return Err(CartError::CrossSite);
         }
     }

@@ -55,6 +55,16 @@ impl Running {
         .expect("client")
     }
 
+    /// A plain gRPC client, as a script with the published .proto would make.
+    async fn grpc_client(
+        &self,
+    ) -> pb::session_service_client::SessionServiceClient<tonic::transport::Channel> {
+        pb::session_service_client::SessionServiceClient::connect(self.grpc.clone())
+            .await
+            .expect("connect")
+            .max_decoding_message_size(usize::MAX)
+    }
+
     async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.admin))
             .await
@@ -212,10 +222,7 @@ async fn a_thousand_reads_of_a_1_mib_session_in_one_message_are_bounded_on_both_
     assert!(e.message.contains("--max-batch-reply"), "{}", e.message);
 
     // The same over gRPC's Pipeline stream.
-    let mut grpc = pb::session_service_client::SessionServiceClient::connect(server.grpc.clone())
-        .await
-        .expect("connect")
-        .max_decoding_message_size(usize::MAX);
+    let mut grpc = server.grpc_client().await;
     let mut responses = grpc
         .pipeline(tokio_stream::iter([gets(1_000)]))
         .await
@@ -270,10 +277,7 @@ async fn a_read_naming_one_attribute_many_times_is_refused_or_folded() {
     wait_serving(&server.grpc).await;
     let big = one_mib_session(&server).await;
     let (client, small) = bystander(&server).await;
-    let mut grpc = pb::session_service_client::SessionServiceClient::connect(server.grpc.clone())
-        .await
-        .expect("connect")
-        .max_decoding_message_size(usize::MAX);
+    let mut grpc = server.grpc_client().await;
     let read = move |times: usize| pb::GetRequest {
         id: big.clone(),
         names: vec!["big0".into(); times],
@@ -321,9 +325,7 @@ async fn list_operations_on_long_lists_are_bounded_per_batch() {
             keep: 10_000,
         })),
     };
-    let mut grpc = pb::session_service_client::SessionServiceClient::connect(server.grpc.clone())
-        .await
-        .expect("connect");
+    let mut grpc = server.grpc_client().await;
     let id = client.create(Ops::new()).await.expect("create").info.id;
     // A list of 10,000 items, the most a recent-push keeps.
     let items = (0..10_000u32)
@@ -549,9 +551,7 @@ async fn idle_framed_connections_are_closed_and_long_timeouts_are_capped() {
         started.elapsed()
     );
 
-    let mut grpc = pb::session_service_client::SessionServiceClient::connect(server.grpc.clone())
-        .await
-        .expect("connect");
+    let mut grpc = server.grpc_client().await;
     let info = grpc
         .create(pb::CreateRequest {
             idle_timeout_ms: u64::MAX,
