@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
 # Builds the container images of docker-compose.yml: compiles static binaries on this machine
 # (no base image, no registry needed) and puts them in FROM-scratch images.
-# Overrides: SESSION_IMAGE, CART_IMAGE.
+# Overrides: SESSION_IMAGE, CART_IMAGE, SAMPLE_PROFILE (release for the fully optimised build).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 session_image="${SESSION_IMAGE:-clustered-sessions/session-server:latest}"
 cart_image="${CART_IMAGE:-clustered-sessions/cart:latest}"
-target=x86_64-unknown-linux-gnu
 
 need_cargo
 command -v docker >/dev/null 2>&1 || fail "docker not found: install Docker Engine (https://docs.docker.com/engine/install/)"
 docker info >/dev/null 2>&1 || fail "the Docker engine is not reachable: start it (systemctl start docker) or check your permissions"
 
-say "Compiling static binaries (release, $target)..."
-(cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --target "$target" \
-  --package session-server --package cart) || fail "build failed"
+# The sample scripts' build: static binaries, shared with bin/start-sample*.sh.
+build
+[[ $bin_dir == *-linux-gnu/* ]] || fail "the images need static Linux binaries: build them on Linux with glibc (this machine builds for ${bin_dir%/*})"
 mkdir -p "$root/target/docker"
 for b in session-server cart; do
-  cp "$root/target/$target/release/$b" "$root/target/docker/$b"
+  cp "$bin_dir/$b" "$root/target/docker/$b"
   # No debug sections in the image: they are for profiling on the host.
   strip "$root/target/docker/$b" 2>/dev/null || true
 done
@@ -37,6 +36,9 @@ for spec in "session-server:$session_image" "cart:$cart_image"; do
   fi
 done
 
-say "Images:"
-docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -F -e "$session_image" -e "$cart_image" || true
-say "Next: docker compose up   (or docker-compose up)"
+say "Images (docs/docker.md quotes these sizes):"
+for image in "$session_image" "$cart_image"; do
+  bytes=$(docker image inspect --format '{{.Size}}' "$image")
+  say "  $image  $(awk -v b="$bytes" 'BEGIN { printf "%.1f MB", b / 1e6 }')"
+done
+say "Next: docker compose up   (Compose v2; with v1 it is docker-compose up, see README.md)"

@@ -14,7 +14,7 @@ if pid=$(running_pid "$pidfile" session-server); then
   exit 0
 fi
 
-build session-server
+build
 "$bin_dir/session-server" --listen "$session_listen" --admin-listen "$session_admin_listen" >"$log" 2>&1 &
 pid=$!
 echo "$pid" >"$pidfile"

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mkdir -p "$run_dir"
 
-build session-server cart
+build
 if [[ ${CART_SESSIONS:-clustered} == clustered ]] &&
   ! "$bin_dir/session-server" health --addr "$session_url" --timeout 1s >/dev/null 2>&1; then
   fail "the session server is not running at $session_url. Start it first with bin/start-sample-server.sh (or point SESSION_SERVER at yours)."

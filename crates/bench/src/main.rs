@@ -63,6 +63,9 @@ enum Part {
     Memory,
     /// No target: a lone caller's reads while the server is under each hostile input.
     Attacks,
+    /// Cart page views and adds with the binaries the sample scripts and the images build
+    /// (profile `sample`) against the fully optimised ones (`release`).
+    Profiles,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,15 +128,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .unwrap_or(if cli.quick { 50_000 } else { 1_000_000 });
     let small = 10_000.min(big);
     eprintln!("building release binaries...");
-    procs::build_release()?;
+    let release = procs::build_release()?;
     let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
     let mut report = Report::new(duration, cli.connections, rounds);
 
     let redis = procs::redis_server()?;
     if wanted(Part::Cart) {
-        cart(&cli, &redis, duration, rounds, &mut report).await?;
+        cart(&cli, &release, &redis, duration, rounds, &mut report).await?;
     }
-    let server = procs::session_server("4GiB")?;
+    if wanted(Part::Profiles) {
+        profiles(&cli, &release, duration, rounds, &mut report).await?;
+    }
+    let server = procs::session_server(&release, "4GiB")?;
     let mut ids = Vec::new();
     if wanted(Part::Ops) || wanted(Part::Memory) || wanted(Part::Attacks) {
         eprintln!("creating {small} sessions of 1 KB...");
@@ -144,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if wanted(Part::Attacks) {
         // A server of its own, so that the attacks leave the others' figures alone.
-        let attacked = procs::session_server("4GiB")?;
+        let attacked = procs::session_server(&release, "4GiB")?;
         let bystander =
             Arc::new(scenarios::create_sessions(attacked.addr, small.min(1_000)).await?);
         for (attack, m) in attacks::measure(attacked.addr, &bystander, duration).await? {
@@ -164,42 +170,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+const PAGE_VIEW: &str = "GET /Cart (10-item cart)";
+const ADD: &str = "POST /Cart (add/remove, CSRF)";
+
 /// 1 and 2: the cart page and the add, three ways.
 async fn cart(
     cli: &Cli,
+    release: &procs::Build,
     redis: &procs::Proc,
     duration: Duration,
     rounds: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let server = procs::session_server("4GiB")?;
-    let local = procs::cart("local", None)?;
-    let clustered = procs::cart("clustered", Some(server.addr))?;
+    let server = procs::session_server(release, "4GiB")?;
+    let local = procs::cart(release, "cart (local)", "local", None)?;
+    let clustered = procs::cart(release, "cart (clustered)", "clustered", Some(server.addr))?;
     let with_redis = procs::redis_cart(redis.addr)?;
-    for (posts, scenario) in [
-        (false, "GET /Cart (10-item cart)"),
-        (true, "POST /Cart (add/remove, CSRF)"),
-    ] {
-        let apps = [&local, &clustered, &with_redis];
-        // All three set up before any runs: the first app's connections wait out the others'
-        // setup (under a second here), well within actix-web's 5 s keep-alive; a connection
-        // closed meanwhile would show in the errors column.
-        let mut variants = Vec::new();
-        for app in apps {
-            variants.push(scenarios::cart_loads(app, cli.connections, posts).await?);
-        }
-        eprintln!("{scenario}: the three apps in turns, {rounds} rounds...");
-        let expect = if posts { 303 } else { 200 };
-        let measured = load::run_in_turns(variants, expect, duration, rounds).await?;
-        for (app, runs) in apps.iter().zip(measured) {
-            let m = median(runs);
-            report
-                .rows
-                .push(Row::new(scenario, &app.name, cli.connections, &m));
-        }
-    }
-    let view = |name: &str| report.rps("GET /Cart (10-item cart)", name);
-    let post = |name: &str| report.rps("POST /Cart (add/remove, CSRF)", name);
+    cart_rows(
+        cli,
+        &[&local, &clustered, &with_redis],
+        duration,
+        rounds,
+        report,
+    )
+    .await?;
+    let view = |name: &str| report.rps(PAGE_VIEW, name);
+    let post = |name: &str| report.rps(ADD, name);
     let comparisons = vec![
         Comparison::at_least(
             "1. page view: clustered / local",
@@ -226,6 +222,77 @@ async fn cart(
     );
     report.comparisons.extend(comparisons);
     report.notes.push(ceiling);
+    Ok(())
+}
+
+/// The page view and the add on each of `apps`, the apps taking turns.
+async fn cart_rows(
+    cli: &Cli,
+    apps: &[&procs::Proc],
+    duration: Duration,
+    rounds: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for (posts, scenario) in [(false, PAGE_VIEW), (true, ADD)] {
+        // All set up before any runs: the first app's connections wait out the others' setup
+        // (under a second here), well within actix-web's keep-alive; a connection closed
+        // meanwhile would show in the errors column.
+        let mut variants = Vec::new();
+        for app in apps {
+            variants.push(scenarios::cart_loads(app, cli.connections, posts).await?);
+        }
+        eprintln!(
+            "{scenario}: {} apps in turns, {rounds} rounds...",
+            apps.len()
+        );
+        let expect = if posts { 303 } else { 200 };
+        let measured = load::run_in_turns(variants, expect, duration, rounds).await?;
+        for (app, runs) in apps.iter().zip(measured) {
+            let m = median(runs);
+            report
+                .rows
+                .push(Row::new(scenario, &app.name, cli.connections, &m));
+        }
+    }
+    Ok(())
+}
+
+/// No target of the project's own: the build a newcomer runs (the scripts' and the images'
+/// `sample` profile) against the fully optimised one, clustered, each with its own server.
+/// The first-hour issue asked for pages and adds within 10%.
+async fn profiles(
+    cli: &Cli,
+    release: &procs::Build,
+    duration: Duration,
+    rounds: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!("building the sample profile as the scripts do...");
+    let sample = procs::build_sample()?;
+    let mut servers = Vec::new();
+    let mut apps = Vec::new();
+    for build in [release, &sample] {
+        let server = procs::session_server(build, "4GiB")?;
+        let name = format!("cart (clustered, {} build)", build.profile);
+        apps.push(procs::cart(build, &name, "clustered", Some(server.addr))?);
+        servers.push(server);
+    }
+    cart_rows(
+        cli,
+        &apps.iter().collect::<Vec<_>>(),
+        duration,
+        rounds,
+        report,
+    )
+    .await?;
+    for (scenario, what) in [(PAGE_VIEW, "page view"), (ADD, "add")] {
+        report.comparisons.push(Comparison::at_least(
+            &format!("build profiles, {what}: sample / release"),
+            report.rps(scenario, "cart (clustered, sample build)"),
+            report.rps(scenario, "cart (clustered, release build)"),
+            0.9,
+        ));
+    }
     Ok(())
 }
 

@@ -49,8 +49,21 @@ pub fn free_addr() -> SocketAddr {
         .expect("a free loopback port")
 }
 
+/// Where the binaries of one build of session-server and cart are.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub profile: &'static str,
+    dir: PathBuf,
+}
+
+impl Build {
+    fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
 /// Builds the release binaries the run starts, so numbers never come from a stale build.
-pub fn build_release() -> anyhow::Result<()> {
+pub fn build_release() -> anyhow::Result<Build> {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -67,11 +80,32 @@ pub fn build_release() -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    Ok(())
+    Ok(Build {
+        profile: "release",
+        dir: Path::new(ROOT).join("target/release"),
+    })
 }
 
-pub fn release_bin(name: &str) -> PathBuf {
-    Path::new(ROOT).join("target/release").join(name)
+/// The binaries the sample scripts and the images run, built by the scripts' own function
+/// (bin/common.sh), so the comparison is with what a newcomer gets.
+pub fn build_sample() -> anyhow::Result<Build> {
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            r#"source bin/common.sh && build >&2 && echo "$bin_dir""#,
+        ])
+        .env("SAMPLE_PROFILE", "sample")
+        .current_dir(ROOT)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run bash")?;
+    if !out.status.success() {
+        bail!("the sample scripts' build failed");
+    }
+    Ok(Build {
+        profile: "sample",
+        dir: String::from_utf8(out.stdout)?.trim().into(),
+    })
 }
 
 /// Starts a program and waits until `addr` accepts connections (bounded).
@@ -117,9 +151,9 @@ pub fn redis_server() -> anyhow::Result<Proc> {
         .context("redis-server is needed: apt-get install -y redis-server")
 }
 
-pub fn session_server(capacity: &str) -> anyhow::Result<Proc> {
+pub fn session_server(build: &Build, capacity: &str) -> anyhow::Result<Proc> {
     let addr = free_addr();
-    let mut cmd = Command::new(release_bin("session-server"));
+    let mut cmd = Command::new(build.bin("session-server"));
     cmd.args([
         "--listen",
         &addr.to_string(),
@@ -135,9 +169,15 @@ pub fn session_server(capacity: &str) -> anyhow::Result<Proc> {
     start("session-server", cmd, addr)
 }
 
-pub fn cart(sessions: &str, session_server: Option<SocketAddr>) -> anyhow::Result<Proc> {
+/// A cart instance named `name` in reports.
+pub fn cart(
+    build: &Build,
+    name: &str,
+    sessions: &str,
+    session_server: Option<SocketAddr>,
+) -> anyhow::Result<Proc> {
     let addr = free_addr();
-    let mut cmd = Command::new(release_bin("cart"));
+    let mut cmd = Command::new(build.bin("cart"));
     cmd.args([
         "--listen",
         &addr.to_string(),
@@ -154,7 +194,7 @@ pub fn cart(sessions: &str, session_server: Option<SocketAddr>) -> anyhow::Resul
     if let Some(server) = session_server {
         cmd.args(["--session-server", &format!("http://{server}")]);
     }
-    start(&format!("cart ({sessions})"), cmd, addr)
+    start(name, cmd, addr)
 }
 
 /// The loopback floor's answering server: this program's `echo-server` subcommand.

@@ -130,7 +130,7 @@ async fn view(
         }),
         csrf: state.key.token(&nonce),
     };
-    let html = render_page(frame, lines, &state.catalog, None).map_err(err)?;
+    let html = render_page(frame, lines, &state.catalog, None, None).map_err(err)?;
     let mut response = HttpResponse::Ok();
     response
         .content_type("text/html; charset=utf-8")

@@ -27,8 +27,9 @@ pub struct Catalog {
     /// Picture file name to SVG text, loaded once at start.
     pictures: Arc<HashMap<String, String>>,
     /// The parts of the cart page made of the catalogue alone, rendered once: the same on
-    /// every page, so escaping them per request would be wasted work.
-    choices_html: Arc<str>,
+    /// every page, so escaping them per request would be wasted work. The item list once
+    /// per product, with that product selected, in catalogue order.
+    choices_html: Arc<[String]>,
     list_html: Arc<str>,
 }
 
@@ -37,6 +38,8 @@ pub struct Catalog {
 #[template(path = "choices.html")]
 struct Choices<'a> {
     products: &'a [Product],
+    /// The id of the product shown selected.
+    selected: &'a str,
 }
 
 /// The `<li>`s of "Our products".
@@ -103,16 +106,31 @@ impl Catalog {
                 .map_err(|e| CatalogError::Invalid(format!("cannot render the catalogue: {e}")))
         };
         Ok(Self {
-            choices_html: rendered(Choices { products }.render())?,
+            choices_html: products
+                .iter()
+                .map(|p| {
+                    let choices = Choices {
+                        products,
+                        selected: &p.id,
+                    };
+                    choices.render().map_err(|e| {
+                        CatalogError::Invalid(format!("cannot render the catalogue: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
             list_html: rendered(CatalogueList { products }.render())?,
             products: Arc::new(file.products),
             pictures: Arc::new(pictures),
         })
     }
 
-    /// The cart page's `<option>`s, one per product, as safe HTML.
-    pub fn choices_html(&self) -> &str {
-        &self.choices_html
+    /// The cart page's `<option>`s, one per product, as safe HTML, with the product of id
+    /// `selected` selected (the first when none or an unknown one is given).
+    pub fn choices_html(&self, selected: Option<&str>) -> &str {
+        let index = selected
+            .and_then(|id| self.products.iter().position(|p| p.id == id))
+            .unwrap_or(0);
+        &self.choices_html[index]
     }
 
     /// The "Our products" list items, as safe HTML.

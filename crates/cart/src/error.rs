@@ -1,9 +1,13 @@
 //! What can go wrong on a page, and the friendly page each answer gets. Internal detail goes
 //! to the log only.
 
+use crate::startup::AppState;
 use actix_web::{
     HttpResponse, ResponseError,
+    dev::ServiceResponse,
     http::{StatusCode, header},
+    middleware::ErrorHandlerResponse,
+    web,
 };
 use askama::Template;
 
@@ -62,16 +66,12 @@ impl ResponseError for CartError {
 
     fn error_response(&self) -> HttpResponse {
         let (title, message) = match self {
-            CartError::Unavailable => (
-                "Sessions are taking a break",
-                "The session server cannot be reached right now, so your cart cannot be shown. Nothing is lost: \
-                 this page will work again as soon as the session server is back. Try again in a moment."
-                    .to_owned(),
-            ),
+            CartError::Unavailable => (OUTAGE_TITLE, outage_message(None)),
+            // A shopper meets this after clearing cookies or restoring an old tab: no jargon.
             CartError::Forbidden => (
-                "Please use the form on the page",
-                "That request did not carry this page's security token, so it was refused and nothing changed. \
-                 Go back to the cart, reload it, and try again."
+                "This page is out of date",
+                "The form on that page no longer matches your browser (cookies were cleared, or the page is \
+                 from an earlier visit), so nothing changed. Go back to the cart, which reloads it, and try again."
                     .to_owned(),
             ),
             CartError::CrossSite => (
@@ -110,4 +110,67 @@ impl ResponseError for CartError {
                 .body(page.message),
         }
     }
+}
+
+const OUTAGE_TITLE: &str = "Sessions are taking a break";
+
+/// What the outage page says, for a store that keeps sessions across its restarts or not
+/// (`None`: not heard yet). Each sentence must be true for that store.
+fn outage_message(durable: Option<bool>) -> String {
+    let first = "The session server cannot be reached right now, so your cart cannot be shown.";
+    let rest = match durable {
+        Some(true) => {
+            "Nothing is lost: the session server keeps carts on disk, and this page will work again as soon as \
+             it is back. Try again in a moment."
+        }
+        Some(false) => {
+            "It keeps carts in memory only: if it is just out of reach, your cart comes back with it; if it \
+             restarted, your cart is gone and your next add starts a new one. Try again in a moment."
+        }
+        None => {
+            "This page will work again as soon as the session server is back. Try again in a moment."
+        }
+    };
+    format!("{first} {rest}")
+}
+
+/// Completes the outage page with what survives the outage, which only this instance's
+/// session client knows (the store said so in its last watch hello). Other answers pass.
+pub fn explain_outage<B>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let outage = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<CartError>())
+        .is_some_and(|e| matches!(e, CartError::Unavailable));
+    let durable = response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.sessions.store_is_durable());
+    if !outage || durable.is_none() {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let (request, mut old) = response.into_parts();
+    let page = ErrorPage {
+        status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+        title: OUTAGE_TITLE,
+        message: outage_message(durable),
+    };
+    let mut new = HttpResponse::ServiceUnavailable();
+    // The headers already set (Retry-After, the security headers) stay.
+    for (name, value) in old.headers_mut().drain() {
+        if let Some(name) = name {
+            new.insert_header((name, value));
+        }
+    }
+    let html = page
+        .render()
+        .map_err(|e| CartError::Internal(e.to_string()))?;
+    let new = new.content_type("text/html; charset=utf-8").body(html);
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, new).map_into_right_body(),
+    ))
 }

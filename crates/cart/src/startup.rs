@@ -20,6 +20,8 @@ pub struct AppState {
     pub settings: Settings,
     pub catalog: Catalog,
     pub live: Live,
+    /// Knows what the session server's store keeps across an outage (the 503 page says it).
+    pub sessions: SessionClient,
     /// This instance's name in sessions (`last_server`): its public port.
     pub me: String,
 }
@@ -75,6 +77,17 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
     let client = session_client(&settings)?;
     let workers = settings.workers;
     let session_config = SessionConfig {
+        // Cookies belong to a host, not to a port: two local instances on one host would
+        // overwrite each other's `sid` and lose both carts, where the box promises that each
+        // keeps its own. Clustered instances share the cookie, as they share the session.
+        cookie_name: match settings.mode {
+            SessionMode::Clustered => session_client::actix::DEFAULT_COOKIE_NAME.into(),
+            SessionMode::Local => format!(
+                "{}_{}",
+                session_client::actix::DEFAULT_COOKIE_NAME,
+                settings.public_port
+            ),
+        },
         secure: settings.secure_cookie,
         trusted_proxies: settings.trusted_proxies.clone(),
         ..SessionConfig::default()
@@ -82,6 +95,7 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
     let state = web::Data::new(AppState {
         me: settings.public_port.to_string(),
         live: Live::start(client.clone(), settings.max_event_streams),
+        sessions: client.clone(),
         catalog,
         settings,
     });
@@ -94,6 +108,10 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
                 .app_data(web::FormConfig::default().error_handler(|err, _| {
                     crate::error::CartError::BadForm(err.to_string()).into()
                 }))
+                .wrap(middleware::ErrorHandlers::new().handler(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    crate::error::explain_outage,
+                ))
                 .wrap(SessionMiddleware::with_config(
                     client.clone(),
                     session_config.clone(),
@@ -116,7 +134,9 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
                     Err::<actix_web::HttpResponse, _>(crate::error::CartError::NotFound)
                 }))
         })
-        .shutdown_timeout(5);
+        // Pages answer in milliseconds; what is still open after a second is idle keep-alive
+        // connections and live-update streams, which browsers reopen elsewhere.
+        .shutdown_timeout(1);
     if let Some(n) = workers {
         server = server.workers(n);
     }

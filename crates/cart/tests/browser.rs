@@ -39,6 +39,8 @@ fn chromium() -> PathBuf {
 struct Sample {
     env: Vec<(String, String)>,
     ports: (u16, u16),
+    admin_port: u16,
+    run_dir: PathBuf,
 }
 
 impl Sample {
@@ -48,27 +50,38 @@ impl Sample {
         let tutorial = std::env::var_os("SCREENSHOTS").is_some();
         let port = |fixed: u16| if tutorial { fixed } else { free_port() };
         let ports = (port(9081), port(9082));
+        let admin_port = port(9540);
         let env = vec![
             ("SAMPLE_RUN_DIR".into(), run_dir.display().to_string()),
             ("SESSION_LISTEN".into(), format!("127.0.0.1:{}", port(9510))),
             (
                 "SESSION_ADMIN_LISTEN".into(),
-                format!("127.0.0.1:{}", port(9540)),
+                format!("127.0.0.1:{admin_port}"),
             ),
             ("CART_PORT_1".into(), ports.0.to_string()),
             ("CART_PORT_2".into(), ports.1.to_string()),
         ];
-        let sample = Sample { env, ports };
+        let sample = Sample {
+            env,
+            ports,
+            admin_port,
+            run_dir,
+        };
         sample.script("start-sample-server.sh");
         sample.script("start-sample.sh");
         sample
     }
 
     fn script(&self, name: &str) {
+        self.script_with(name, &[]);
+    }
+
+    fn script_with(&self, name: &str, extra: &[(&str, &str)]) {
         let path = Path::new(ROOT).join("bin").join(name);
         // From another directory, as the scripts promise to work from anywhere.
         let out = Command::new(&path)
             .envs(self.env.iter().cloned())
+            .envs(extra.iter().copied())
             .current_dir(std::env::temp_dir())
             .output()
             .expect("run script");
@@ -82,6 +95,23 @@ impl Sample {
 
     fn url(&self, port: u16) -> String {
         format!("http://127.0.0.1:{port}/Cart")
+    }
+
+    /// Stops the session server the way a crash or an upgrade would, without the carts.
+    fn stop_session_server(&self) {
+        let pidfile = self.run_dir.join("session-server.pid");
+        let pid = std::fs::read_to_string(&pidfile).expect("the session server's pid file");
+        let pid = pid.trim();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        wait_for("the session server to exit", || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
     }
 }
 
@@ -180,12 +210,25 @@ fn the_tutorial_in_a_real_browser() {
     });
     assert!(text_of(&tab, "#box").contains("Items in Cart: 1"));
     assert_eq!(
+        js(&tab, "document.querySelector('select[name=item]').value"),
+        "Twin peaks tapes",
+        "the item added stays selected"
+    );
+    assert_eq!(
         js(
             &tab,
             "getComputedStyle(document.getElementById('box')).backgroundColor"
         ),
         "rgb(218, 165, 32)",
         "goldenrod"
+    );
+    assert_eq!(
+        js(
+            &tab,
+            "getComputedStyle(document.querySelector('#cart a')).textDecorationLine"
+        ),
+        "underline",
+        "cart lines look like links"
     );
     screenshot(&tab, "tutorial-2-added.png");
 
@@ -226,6 +269,7 @@ fn the_tutorial_in_a_real_browser() {
             .wait_until_navigated()
             .expect("loaded");
     }
+    assert_eq!(tab.get_title().expect("title"), "X-files movie");
     screenshot(&tab, "tutorial-4-product.png");
     tab.navigate_to(&sample.url(first))
         .expect("navigate")
@@ -276,4 +320,107 @@ fn the_tutorial_in_a_real_browser() {
         "updated in place, without a reload"
     );
     screenshot(&tab, "tutorial-5-live.png");
+
+    // Step 6: the statistics the tutorial points to open as text, not as a download.
+    navigate(
+        &tab,
+        &format!("http://127.0.0.1:{}/metrics", sample.admin_port),
+    );
+    assert_eq!(js(&tab, "document.contentType"), "text/plain");
+    assert!(text_of(&tab, "body").contains("session_active"));
+
+    // A page left open while the session server restarts. Meanwhile pages say what the
+    // memory store keeps (nothing across a restart); after, the open page's add starts a new
+    // cart, with no talk of out-of-date forms.
+    navigate(&tab, &sample.url(first));
+    sample.stop_session_server();
+    wait_for("the outage page", || {
+        navigate(&other, &sample.url(second));
+        other
+            .get_title()
+            .is_ok_and(|t| t.contains("Sessions are taking a break"))
+    });
+    let outage = text_of(&other, "body");
+    assert!(
+        outage.contains("in memory only") && !outage.contains("Nothing is lost"),
+        "{outage}"
+    );
+    sample.script("start-sample-server.sh");
+    wait_for("the carts to reach the new session server", || {
+        navigate(&other, &sample.url(second));
+        other.get_title().is_ok_and(|t| t == "carts")
+    });
+    js(
+        &tab,
+        "document.querySelector('select[name=item]').value = 'JSP Book'",
+    );
+    tab.find_element("input[type=submit][value=add]")
+        .expect("add button")
+        .click()
+        .expect("click");
+    wait_for("the add on the page left open", || {
+        url_has(&tab, "item=jsp-book")
+    });
+    assert_eq!(
+        tab.get_title().expect("title"),
+        "carts",
+        "not an error page"
+    );
+    assert!(text_of(&tab, "#cart").contains("JSP Book"));
+    assert!(
+        text_of(&tab, "#box").contains("Items in Cart: 1"),
+        "a new cart"
+    );
+
+    // Local mode: each instance keeps its own cart, as its box says, even after a jump there
+    // and back (a cookie per instance: cookies are per host, not per port).
+    sample.script("stop-sample.sh");
+    sample.script_with("start-sample.sh", &[("CART_SESSIONS", "local")]);
+    navigate(&tab, &sample.url(first));
+    let add = |tab: &Tab, item: &str| {
+        js(
+            tab,
+            &format!("document.querySelector('select[name=item]').value = {item:?}"),
+        );
+        tab.find_element("input[type=submit][value=add]")
+            .expect("add button")
+            .click()
+            .expect("click");
+        wait_for("the add", || text_of(tab, "#cart").contains(item));
+    };
+    add(&tab, "Switch blade");
+    tab.find_element("#peer")
+        .expect("link")
+        .click()
+        .expect("click");
+    wait_for("the second instance", || {
+        url_has(&tab, &format!(":{second}/Cart"))
+    });
+    let there = text_of(&tab, "#box");
+    assert!(
+        there.contains("Items in Cart: 0") && there.contains("stayed behind on that server"),
+        "{there}"
+    );
+    add(&tab, "Love life");
+    tab.find_element("#peer")
+        .expect("link")
+        .click()
+        .expect("click");
+    wait_for("the first instance again", || {
+        url_has(&tab, &format!(":{first}/Cart"))
+    });
+    let cart = text_of(&tab, "#cart");
+    assert!(
+        cart.contains("Switch blade") && !cart.contains("Love life"),
+        "the first instance's own cart: {cart}"
+    );
+    assert!(text_of(&tab, "#box").contains("Clustered Sessions: Off"));
+}
+
+/// Loads `url` in `tab` and waits until it has loaded.
+fn navigate(tab: &Tab, url: &str) {
+    tab.navigate_to(url)
+        .expect("navigate")
+        .wait_until_navigated()
+        .expect("loaded");
 }

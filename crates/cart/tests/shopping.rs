@@ -32,8 +32,8 @@ async fn an_add_on_one_server_is_in_the_cart_on_the_other() {
     let added = browser.submit(&a, "Twin peaks tapes", "add").await;
     assert_eq!(
         (added.status.as_u16(), added.location.as_deref()),
-        (303, Some("/Cart")),
-        "post/redirect/get"
+        (303, Some("/Cart?item=twin-peaks")),
+        "post/redirect/get, the item still selected"
     );
     let cookie = added.set_cookie.expect("the first add starts a session");
     for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -195,8 +195,10 @@ async fn a_missing_or_wrong_csrf_token_is_refused_and_changes_nothing() {
         .await;
     assert_eq!(missing.status, 403);
     assert!(
-        missing.text().contains("security token"),
-        "{}",
+        missing.text().contains("This page is out of date")
+            && missing.text().contains("nothing changed")
+            && !missing.text().contains("token"),
+        "plain words for a shopper: {}",
         missing.text()
     );
     let wrong = browser
@@ -278,8 +280,11 @@ async fn an_over_large_cart_gets_a_clear_message() {
             &[("item", "NIN CD"), ("submit", "add"), ("csrf", &token)],
         )
         .await;
-    assert_eq!(full.location.as_deref(), Some("/Cart?notice=full"));
-    let page = browser.get(&format!("{url}?notice=full")).await;
+    assert_eq!(
+        full.location.as_deref(),
+        Some("/Cart?item=nin-cd&notice=full")
+    );
+    let page = browser.get(&format!("{url}?item=nin-cd&notice=full")).await;
     assert_eq!(page.status, 200);
     assert!(page.text().contains("Your cart is full"));
     assert_eq!(page.items_in_cart(), 500);
@@ -312,8 +317,10 @@ async fn pages_answer_503_while_the_session_server_is_down_and_recover_after() {
             "503 within about the client's timeout (500 ms here)"
         );
         assert!(
-            page.text().contains("session server cannot be reached"),
-            "{}",
+            page.text().contains("session server cannot be reached")
+                && page.text().contains("in memory only")
+                && !page.text().contains("Nothing is lost"),
+            "what is true of the memory store: {}",
             page.text()
         );
         let started = Instant::now();
@@ -378,6 +385,16 @@ async fn local_sessions_are_not_shared_and_the_box_says_so() {
         "the other instance has its own sessions"
     );
     assert!(there.text().contains("that is why your cart is empty"));
+    // As the box says, the cart stays behind: back on the first, after a cart of its own on
+    // the second, each instance still has its own (each has a cookie of its own).
+    browser.submit(&b, "NIN CD", "add").await;
+    for (instance, item) in [(&a, "Love life"), (&b, "NIN CD")] {
+        let page = browser.get(&format!("{}/Cart", instance.base)).await;
+        assert_eq!(page.items_in_cart(), 1);
+        assert!(page.text().contains(item), "{}", page.text());
+        assert!(browser.has_cookie(&format!("sid_{}", instance.port)));
+    }
+    assert!(!browser.has_cookie("sid"), "not the clustered cookie");
     a.stop().await;
     b.stop().await;
 }
@@ -744,5 +761,88 @@ async fn forwarding_headers_count_from_trusted_proxies_and_event_streams_are_cap
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(second);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_things_a_shopper_notices() {
+    let server = SessionServer::start().await;
+    let (a, _b) = start_pair(SessionMode::Clustered, &server.url()).await;
+    let browser = Browser::new();
+    let cart = format!("{}/Cart", a.base);
+    let selected = |page: &common::Page| {
+        page.html
+            .lines()
+            .filter(|l| l.contains(" selected>"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // Removing what is not there says so, and without a session makes none.
+    let removed = browser.submit(&a, "NIN CD", "remove").await;
+    assert_eq!(
+        removed.location.as_deref(),
+        Some("/Cart?item=nin-cd&notice=absent")
+    );
+    let page = browser
+        .get(&format!("{cart}?item=nin-cd&notice=absent"))
+        .await;
+    assert!(
+        page.text()
+            .contains("NIN CD is not in your cart, so nothing was removed."),
+        "{}",
+        page.text()
+    );
+    assert_eq!(browser.cookie(), None, "no session for a remove of nothing");
+    assert_eq!(server.metric("session_active").await, 0.0);
+
+    // The item a form named stays selected on the page it lands on.
+    let added = browser.submit(&a, "Concert tickets", "add").await;
+    assert_eq!(
+        added.location.as_deref(),
+        Some("/Cart?item=concert-tickets")
+    );
+    let page = browser.get(&format!("{cart}?item=concert-tickets")).await;
+    assert_eq!(
+        selected(&page),
+        r#"<option value="Concert tickets" selected>Concert tickets</option>"#
+    );
+    assert!(!page.text().contains("nothing was removed"));
+    let removed = browser.submit(&a, "Love life", "remove").await;
+    assert_eq!(
+        removed.location.as_deref(),
+        Some("/Cart?item=love-life&notice=absent"),
+        "with a session too"
+    );
+    assert_eq!(browser.get(&cart).await.items_in_cart(), 1);
+    assert!(
+        selected(&browser.get(&cart).await).starts_with(r#"<option value="Beavis"#),
+        "the first, by default"
+    );
+
+    // The cart page keeps the original's title; a product page is titled by its product.
+    let title = |page: &common::Page| {
+        let start = page.html.find("<title>").expect("title") + "<title>".len();
+        let end = page.html.find("</title>").expect("title end");
+        page.html[start..end].to_owned()
+    };
+    assert_eq!(title(&browser.get(&cart).await), "carts");
+    let product = browser.get(&format!("{cart}/products/jsp-book")).await;
+    assert_eq!(title(&product), "JSP Book");
+
+    // A favicon, where browsers look for it and where the pages link it.
+    for path in ["/favicon.ico", "/Cart/static/favicon.svg"] {
+        let icon = reqwest::get(format!("{}{path}", a.base))
+            .await
+            .expect("icon");
+        assert_eq!(icon.status(), 200, "{path}");
+        assert_eq!(icon.headers()["content-type"], "image/svg+xml", "{path}");
+    }
+    assert!(
+        product
+            .html
+            .contains(r#"<link rel="icon" href="/Cart/static/favicon.svg""#)
+    );
     server.stop().await;
 }

@@ -3,10 +3,14 @@
 //! ```sh
 //! bin/start-sample-server.sh
 //! cargo run -p session-client --example visits
-//! curl -X POST -c jar -b jar http://127.0.0.1:8080/visit
+//! curl -X POST -c jar -b jar http://127.0.0.1:8080/visit    # counts a visit
+//! curl -b jar http://127.0.0.1:8080/visit                   # shows the count
 //! ```
+//!
+//! `VISITS_LISTEN` (default 127.0.0.1:8080) and `SESSION_SERVER` (default
+//! http://127.0.0.1:9510) change the addresses.
 
-use actix_web::{App, HttpServer, post};
+use actix_web::{App, HttpServer, get, post};
 use session_client::{
     ClientConfig, Ops, SessionClient,
     actix::{RequestSession, SessionMiddleware},
@@ -22,15 +26,40 @@ async fn visit(session: RequestSession) -> actix_web::Result<String> {
     Ok(format!("visit number {}\n", written.results[0].counter))
 }
 
+#[get("/visit")]
+async fn count(session: RequestSession) -> actix_web::Result<String> {
+    // A read makes no session: a browser without one has simply not visited yet.
+    let visits = match session
+        .load()
+        .await
+        .map_err(actix_web::error::ErrorServiceUnavailable)?
+    {
+        Some(s) => s
+            .counter("visits")
+            .map_err(actix_web::error::ErrorInternalServerError)?,
+        None => 0,
+    };
+    Ok(format!("{visits} visits so far; POST to count one\n"))
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let client = SessionClient::connect_lazy(ClientConfig::default()).expect("valid address");
-    HttpServer::new(move || {
+    let listen = std::env::var("VISITS_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let mut config = ClientConfig::default();
+    if let Ok(url) = std::env::var("SESSION_SERVER") {
+        config.endpoints = vec![url];
+    }
+    let client = SessionClient::connect_lazy(config).expect("valid address");
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(SessionMiddleware::new(client.clone()))
             .service(visit)
+            .service(count)
     })
-    .bind(("127.0.0.1", 8080))?
-    .run()
-    .await
+    .bind(&listen)?;
+    let addr = server.addrs()[0];
+    println!("Listening on http://{addr}/visit. Try:");
+    println!("  curl -X POST -c jar -b jar http://{addr}/visit");
+    println!("  curl -b jar http://{addr}/visit");
+    server.run().await
 }

@@ -11,7 +11,14 @@ use session_proto::v1::{
     self as pb, EventKind, session_service_client::SessionServiceClient,
     session_service_server::SessionService,
 };
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
 use tonic::{
     Request, Status,
     transport::{Channel, Endpoint},
@@ -117,7 +124,15 @@ pub struct SessionClient {
     /// the events of this client's own writes, which the client announces here itself, without
     /// a round trip.
     updates: Option<tokio::sync::broadcast::Sender<crate::watch::Update>>,
+    /// What the last watch hello said of the server's store (see
+    /// [`SessionClient::store_is_durable`]); shared by every clone.
+    durable: Arc<AtomicU8>,
 }
+
+/// What `SessionClient::durable` holds.
+const DURABILITY_UNKNOWN: u8 = 0;
+const NOT_DURABLE: u8 = 1;
+const DURABLE: u8 = 2;
 
 impl fmt::Debug for SessionClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -220,6 +235,7 @@ impl SessionClient {
             timeout: config.timeout,
             cache: None,
             updates: None,
+            durable: Arc::new(AtomicU8::new(DURABILITY_UNKNOWN)),
         })
     }
 
@@ -350,7 +366,26 @@ impl SessionClient {
             timeout: DEFAULT_TIMEOUT,
             cache: None,
             updates: None,
+            durable: Arc::new(AtomicU8::new(DURABILITY_UNKNOWN)),
         }
+    }
+
+    /// Whether the session server keeps sessions across its own restarts, as its last watch
+    /// hello said: `None` until a watch stream (the near cache's, or a
+    /// [`subscribe`](Self::subscribe)r's) has connected once. Lets an app say truthfully what
+    /// an outage of the session server costs its users.
+    pub fn store_is_durable(&self) -> Option<bool> {
+        match self.durable.load(Ordering::Relaxed) {
+            NOT_DURABLE => Some(false),
+            DURABLE => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Records what a watch hello said of the store.
+    pub(crate) fn heard_durable(&self, durable: bool) {
+        let value = if durable { DURABLE } else { NOT_DURABLE };
+        self.durable.store(value, Ordering::Relaxed);
     }
 
     /// Keeps the session a write returned in the near cache; `generation` is the cache's from

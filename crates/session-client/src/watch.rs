@@ -76,6 +76,7 @@ async fn follow(
                             backoff = BACKOFF_FIRST;
                             connected = true;
                             epoch = hello.server_epoch;
+                            client.heard_durable(hello.durable);
                             after = hello.next_seq.saturating_sub(1);
                             // Even a resumed stream says Reset: whoever listens dropped its
                             // caches on Disconnected and may trust them again from here.

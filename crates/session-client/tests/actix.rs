@@ -269,3 +269,68 @@ async fn requests_that_never_touch_the_session_need_no_server() {
     );
     app.handle.stop(true).await;
 }
+
+/// The README's example as a newcomer runs it: it says where it listens and what to try, and
+/// `GET /visit` shows the count that `POST /visit` raises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_example_says_where_it_listens_and_counts_visits() {
+    use std::io::BufRead;
+    let server = common::spawn(ServerConfig::default()).await;
+    // cargo test builds the examples next to the test binaries' folder.
+    let exe = std::env::current_exe().expect("test binary");
+    let example = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target folder")
+        .join("examples/visits");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        std::process::Command::new(&example)
+            .env("VISITS_LISTEN", "127.0.0.1:0")
+            .env("SESSION_SERVER", &server.url)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {} ({e}): `cargo test` builds it; alone, `cargo build -p session-client --example visits`",
+                    example.display()
+                )
+            }),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let mut said = Vec::new();
+    for _ in 0..3 {
+        said.push(lines.next().expect("a line").expect("text"));
+    }
+    let url = said[0]
+        .strip_prefix("Listening on ")
+        .and_then(|rest| rest.strip_suffix(". Try:"))
+        .unwrap_or_else(|| panic!("first line: {said:?}"))
+        .to_owned();
+    assert_eq!(said[1], format!("  curl -X POST -c jar -b jar {url}"));
+    assert_eq!(said[2], format!("  curl -b jar {url}"));
+
+    let browser = Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let text = |r: Response| async move {
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("body")
+    };
+    let count = || async { text(browser.get(&url).send().await.expect("GET")).await };
+    assert_eq!(count().await, "0 visits so far; POST to count one\n");
+    for n in 1..=2 {
+        let posted = text(browser.post(&url).send().await.expect("POST")).await;
+        assert_eq!(posted, format!("visit number {n}\n"));
+    }
+    assert_eq!(count().await, "2 visits so far; POST to count one\n");
+    drop(child);
+    server.stop().await;
+}

@@ -4,7 +4,7 @@ use crate::{events::EventLog, metrics::Metrics, store::SessionStore};
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
@@ -40,15 +40,23 @@ pub fn router<S: SessionStore>(state: AdminState<S>) -> Router {
         .with_state(state)
 }
 
-async fn metrics<S: SessionStore>(State(state): State<AdminState<S>>) -> impl IntoResponse {
+/// OpenMetrics for Prometheus; the same text as `text/plain` for a browser (one that asks for
+/// HTML), which would otherwise download it as a file instead of showing it.
+async fn metrics<S: SessionStore>(
+    State(state): State<AdminState<S>>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
     let body = state.metrics.render(state.store.usage(), &state.events);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let content_type = if accept.contains("text/html") && !accept.contains("openmetrics") {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 async fn healthz<S: SessionStore>(State(state): State<AdminState<S>>) -> impl IntoResponse {

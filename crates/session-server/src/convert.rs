@@ -2,7 +2,7 @@
 //! here, so the store only ever sees well-formed requests.
 
 use crate::{
-    events::{Event, EventKind, Hello, WatchItem},
+    events::{Event, EventKind, WatchItem},
     store::{
         Attribute, GetQuery, LimitKind, OpKind, OpResult, Operation, SessionInfo, SessionSnapshot,
         StoreError, Value, WriteOutcome,
@@ -299,24 +299,18 @@ impl From<&Event> for pb::Event {
     }
 }
 
-impl From<Hello> for pb::WatchHello {
-    fn from(h: Hello) -> Self {
-        pb::WatchHello {
+/// A watch stream's item, with what the store says of itself in hellos.
+pub fn watch_response(item: WatchItem, durable: bool) -> pb::WatchResponse {
+    let kind = match item {
+        WatchItem::Hello(h) => pb::watch_response::Kind::Hello(pb::WatchHello {
             server_epoch: h.server_epoch,
             next_seq: h.next_seq,
             resumed: h.resumed,
-        }
-    }
-}
-
-impl From<WatchItem> for pb::WatchResponse {
-    fn from(item: WatchItem) -> Self {
-        let kind = match item {
-            WatchItem::Hello(h) => pb::watch_response::Kind::Hello(h.into()),
-            WatchItem::Event(e) => pb::watch_response::Kind::Event(e.as_ref().into()),
-        };
-        pb::WatchResponse { kind: Some(kind) }
-    }
+            durable,
+        }),
+        WatchItem::Event(e) => pb::watch_response::Kind::Event(e.as_ref().into()),
+    };
+    pb::WatchResponse { kind: Some(kind) }
 }
 
 impl From<StoreError> for Status {

@@ -403,10 +403,11 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.observed("watch", async {
             let req = request.into_inner();
+            let durable = self.store.durable();
             let stream = self
                 .events
                 .watch(req.server_epoch, req.after_seq, req.skip_origin)
-                .map(|item| Ok(item.into()));
+                .map(move |item| Ok(convert::watch_response(item, durable)));
             Ok(stream.boxed())
         })
         .await

@@ -163,6 +163,30 @@ async fn binary_serves_health_reflection_and_metrics_and_stops_on_sigterm() {
     ] {
         assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
     }
+    // Prometheus gets OpenMetrics; a browser gets the same text shown as text.
+    let http = reqwest::Client::new();
+    let content_type = |accept: &'static str| {
+        let request = http
+            .get(format!("{}/metrics", server.admin))
+            .header("accept", accept);
+        async move {
+            let response = request.send().await.expect("metrics");
+            assert_eq!(response.status(), 200);
+            response.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        }
+    };
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let chromium =
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+    assert!(
+        content_type(prometheus)
+            .await
+            .starts_with("application/openmetrics-text")
+    );
+    assert_eq!(content_type(chromium).await, "text/plain; charset=utf-8");
     assert_eq!(
         reqwest::get(format!("{}/healthz", server.admin))
             .await

@@ -21,21 +21,26 @@ pub struct LineView {
 struct CartPage<'a> {
     frame: Frame,
     lines: Vec<LineView>,
+    /// The item list's `<option>`s, one selected.
+    choices: &'a str,
     catalog: &'a Catalog,
-    notice: Option<&'static str>,
+    notice: Option<String>,
 }
 
-/// The cart page's HTML. Public so that other session backends (the benchmark's actix-session
-/// variant) render exactly the same page.
+/// The cart page's HTML, with the product of id `selected` selected in the form. Public so
+/// that other session backends (the benchmark's actix-session variant) render exactly the
+/// same page.
 pub fn render_page(
     frame: Frame,
     lines: Vec<LineView>,
     catalog: &Catalog,
-    notice: Option<&'static str>,
+    notice: Option<String>,
+    selected: Option<&str>,
 ) -> Result<String, CartError> {
     CartPage {
         frame,
         lines,
+        choices: catalog.choices_html(selected),
         catalog,
         notice,
     }
@@ -43,16 +48,32 @@ pub fn render_page(
     .map_err(|e| CartError::Internal(e.to_string()))
 }
 
+/// What a form's redirect tells the page it lands on.
 #[derive(Debug, Deserialize)]
-pub struct Notice {
+pub struct Outcome {
+    /// `full` or `absent`: why nothing changed.
     notice: Option<String>,
+    /// The id of the product the form named: it stays selected.
+    item: Option<String>,
+}
+
+/// Where a form's answer sends the browser: back to the cart, with the product still
+/// selected and, when nothing changed, why.
+fn back_to_cart(product_id: &str, notice: Option<&str>) -> HttpResponse {
+    let location = match notice {
+        Some(notice) => format!("/Cart?item={product_id}&notice={notice}"),
+        None => format!("/Cart?item={product_id}"),
+    };
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }
 
 pub async fn view(
     req: HttpRequest,
     session: RequestSession,
     state: web::Data<AppState>,
-    query: web::Query<Notice>,
+    query: web::Query<Outcome>,
 ) -> Result<HttpResponse, CartError> {
     let read_only = req.headers().contains_key(LIVE_REFRESH_HEADER);
     let cookie = csrf::cookie_nonce(&req);
@@ -78,13 +99,20 @@ pub async fn view(
             .collect(),
         None => Vec::new(),
     };
-    let notice = match query.notice.as_deref() {
-        Some("full") => {
-            Some("Your cart is full: it holds at most 500 items. Remove something first.")
-        }
+    let product = query.item.as_deref().and_then(|id| state.catalog.by_id(id));
+    let notice = match (query.notice.as_deref(), product) {
+        (Some("full"), _) => Some(format!(
+            "Your cart is full: it holds at most {} items. Remove something first.",
+            shopper::MAX_CART_ITEMS
+        )),
+        (Some("absent"), Some(product)) => Some(format!(
+            "{} is not in your cart, so nothing was removed.",
+            product.name
+        )),
         _ => None,
     };
-    let html = render_page(frame, lines, &state.catalog, notice)?;
+    let selected = product.map(|p| p.id.as_str());
+    let html = render_page(frame, lines, &state.catalog, notice, selected)?;
     Ok(super::page(&req, &state, html, nonce, cookie))
 }
 
@@ -125,14 +153,19 @@ pub async fn change(
         .catalog
         .by_name(&name)
         .ok_or_else(|| CartError::UnknownItem(name.clone()))?;
-    let ops = match form.submit.as_deref() {
-        Some("add") => Ops::new().list_push_json(
-            shopper::CART,
-            &product.name,
-            Some(shopper::MAX_CART_ITEMS),
-        )?,
-        Some("remove") => Ops::new().list_remove_json(shopper::CART, &product.name)?,
+    let remove = match form.submit.as_deref() {
+        Some("add") => false,
+        Some("remove") => true,
         _ => return Err(CartError::BadAction),
+    };
+    // Nothing to remove without a session; none is made for it.
+    if remove && loaded.is_none() {
+        return Ok(back_to_cart(&product.id, Some("absent")));
+    }
+    let ops = if remove {
+        Ops::new().list_remove_json(shopper::CART, &product.name)?
+    } else {
+        Ops::new().list_push_json(shopper::CART, &product.name, Some(shopper::MAX_CART_ITEMS))?
     };
     let mut upkeep = shopper::upkeep(loaded.as_ref(), &state.me, &nonce)?;
     // Bookkeeping rides in the same atomic batch: one round trip.
@@ -142,12 +175,14 @@ pub async fn change(
         upkeep.extend(ops);
         upkeep
     };
-    let location = match session.apply(ops).await {
-        Ok(_) => "/Cart",
-        Err(Error::OutOfRange(_)) => "/Cart?notice=full",
+    let notice = match session.apply(ops).await {
+        // The item's operation comes last.
+        Ok(written) if remove && !written.results.last().is_some_and(|r| r.removed) => {
+            Some("absent")
+        }
+        Ok(_) => None,
+        Err(Error::OutOfRange(_)) => Some("full"),
         Err(e) => return Err(e.into()),
     };
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish())
+    Ok(back_to_cart(&product.id, notice))
 }

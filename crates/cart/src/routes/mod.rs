@@ -92,6 +92,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(not_allowed(read_only)),
     )
     .service(
+        web::resource("/favicon.ico")
+            .route(get().to(assets::favicon))
+            .default_service(not_allowed(read_only)),
+    )
+    .service(
         web::resource("/healthz")
             .route(get().to(|| async { HttpResponse::Ok().body("ok\n") }))
             .default_service(not_allowed(read_only)),

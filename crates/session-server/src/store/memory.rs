@@ -716,6 +716,10 @@ impl SessionStore for MemoryStore {
             bytes: inner.bytes,
         }
     }
+
+    fn durable(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -302,4 +302,8 @@ pub trait SessionStore: Send + Sync + 'static {
     fn sweep(&self) -> impl Future<Output = usize> + Send;
 
     fn usage(&self) -> Usage;
+
+    /// Whether sessions outlive a restart of the server. Watchers are told (`WatchHello`), so
+    /// that apps can tell their users what an outage costs.
+    fn durable(&self) -> bool;
 }
