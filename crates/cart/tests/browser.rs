@@ -350,6 +350,8 @@ fn the_tutorial_in_a_real_browser() {
         navigate(&other, &sample.url(second));
         other.get_title().is_ok_and(|t| t == "carts")
     });
+    // Back to the page left open (a background tab takes no clicks).
+    tab.activate().expect("activate");
     js(
         &tab,
         "document.querySelector('select[name=item]').value = 'JSP Book'",

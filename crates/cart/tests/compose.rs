@@ -227,6 +227,17 @@ async fn docker_compose_runs_the_tutorial_and_recovers_from_a_session_server_res
         "working pages without restarting the carts"
     );
 
+    // Both carts stop together, each within about a second though this browser's keep-alive
+    // connections are still open (each waited 5.5 s for them, one cart after the other,
+    // before). The bound leaves room for a slow machine; the note of the change has figures.
+    let stopping = Instant::now();
+    stack.cmd(&["stop", "cart-1", "cart-2"]);
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the carts took {took:?} to stop"
+    );
+
     let project = stack.project.clone();
     let probe = Stack {
         compose: stack.compose.clone(),
