@@ -197,17 +197,7 @@ fn the_tutorial_in_a_real_browser() {
         .expect("loaded");
     assert_eq!(tab.get_title().expect("title"), "carts");
     screenshot(&tab, "tutorial-1-empty.png");
-    js(
-        &tab,
-        "document.querySelector('select[name=item]').value = 'Twin peaks tapes'",
-    );
-    tab.find_element("input[type=submit][value=add]")
-        .expect("add button")
-        .click()
-        .expect("click");
-    wait_for("the cart to show the item", || {
-        text_of(&tab, "#cart").contains("Twin peaks tapes")
-    });
+    add(&tab, "Twin peaks tapes");
     assert!(text_of(&tab, "#box").contains("Items in Cart: 1"));
     assert_eq!(
         js(&tab, "document.querySelector('select[name=item]').value"),
@@ -233,13 +223,7 @@ fn the_tutorial_in_a_real_browser() {
     screenshot(&tab, "tutorial-2-added.png");
 
     // Step 4: follow the link in the box to the other server: the cart is intact.
-    tab.find_element("#peer")
-        .expect("link")
-        .click()
-        .expect("click");
-    wait_for("the other server's page", || {
-        url_has(&tab, &format!(":{second}/Cart"))
-    });
+    jump(&tab, second);
     assert!(text_of(&tab, "#cart").contains("Twin peaks tapes"));
     let box_text = text_of(&tab, "#box");
     assert!(
@@ -290,18 +274,8 @@ fn the_tutorial_in_a_real_browser() {
         .expect("navigate")
         .wait_until_navigated()
         .expect("loaded");
-    js(
-        &other,
-        "document.querySelector('select[name=item]').value = 'NIN CD'",
-    );
-    other
-        .find_element("input[type=submit][value=add]")
-        .expect("add")
-        .click()
-        .expect("click");
-    wait_for("the add to go through", || {
-        text_of(&other, "#box").contains("Items in Cart: 2")
-    });
+    add(&other, "NIN CD");
+    assert!(text_of(&other, "#box").contains("Items in Cart: 2"));
     let added_at = Instant::now();
     loop {
         if text_of(&tab, "#box").contains("Items in Cart: 2") {
@@ -352,23 +326,12 @@ fn the_tutorial_in_a_real_browser() {
     });
     // Back to the page left open (a background tab takes no clicks).
     tab.activate().expect("activate");
-    js(
-        &tab,
-        "document.querySelector('select[name=item]').value = 'JSP Book'",
-    );
-    tab.find_element("input[type=submit][value=add]")
-        .expect("add button")
-        .click()
-        .expect("click");
-    wait_for("the add on the page left open", || {
-        url_has(&tab, "item=jsp-book")
-    });
+    add(&tab, "JSP Book");
     assert_eq!(
         tab.get_title().expect("title"),
         "carts",
         "not an error page"
     );
-    assert!(text_of(&tab, "#cart").contains("JSP Book"));
     assert!(
         text_of(&tab, "#box").contains("Items in Cart: 1"),
         "a new cart"
@@ -379,44 +342,48 @@ fn the_tutorial_in_a_real_browser() {
     sample.script("stop-sample.sh");
     sample.script_with("start-sample.sh", &[("CART_SESSIONS", "local")]);
     navigate(&tab, &sample.url(first));
-    let add = |tab: &Tab, item: &str| {
-        js(
-            tab,
-            &format!("document.querySelector('select[name=item]').value = {item:?}"),
-        );
-        tab.find_element("input[type=submit][value=add]")
-            .expect("add button")
-            .click()
-            .expect("click");
-        wait_for("the add", || text_of(tab, "#cart").contains(item));
-    };
     add(&tab, "Switch blade");
-    tab.find_element("#peer")
-        .expect("link")
-        .click()
-        .expect("click");
-    wait_for("the second instance", || {
-        url_has(&tab, &format!(":{second}/Cart"))
-    });
+    jump(&tab, second);
     let there = text_of(&tab, "#box");
     assert!(
         there.contains("Items in Cart: 0") && there.contains("stayed behind on that server"),
         "{there}"
     );
     add(&tab, "Love life");
-    tab.find_element("#peer")
-        .expect("link")
-        .click()
-        .expect("click");
-    wait_for("the first instance again", || {
-        url_has(&tab, &format!(":{first}/Cart"))
-    });
+    jump(&tab, first);
     let cart = text_of(&tab, "#cart");
     assert!(
         cart.contains("Switch blade") && !cart.contains("Love life"),
         "the first instance's own cart: {cart}"
     );
     assert!(text_of(&tab, "#box").contains("Clustered Sessions: Off"));
+}
+
+/// Picks `item` in the page's list and presses add, as a shopper does, then waits for the
+/// answer: the cart, with the item in it.
+fn add(tab: &Tab, item: &str) {
+    js(
+        tab,
+        &format!("document.querySelector('select[name=item]').value = {item:?}"),
+    );
+    tab.find_element("input[type=submit][value=add]")
+        .expect("add button")
+        .click()
+        .expect("click");
+    wait_for(&format!("{item} in the cart"), || {
+        text_of(tab, "#cart").contains(item)
+    });
+}
+
+/// Follows the box's link to the other instance, on `port`.
+fn jump(tab: &Tab, port: u16) {
+    tab.find_element("#peer")
+        .expect("link")
+        .click()
+        .expect("click");
+    wait_for("the other instance's page", || {
+        url_has(tab, &format!(":{port}/Cart"))
+    });
 }
 
 /// Loads `url` in `tab` and waits until it has loaded.
