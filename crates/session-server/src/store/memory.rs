@@ -15,9 +15,8 @@
 //! copy of each short one.
 
 use super::{
-    Attribute, CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, MAX_BATCH_WORK, OpKind,
-    OpResult, Operation, SESSION_OVERHEAD, SessionInfo, SessionSnapshot, SessionStore, StoreError,
-    Usage, Value, WriteOutcome,
+    Attribute, CreateOptions, GetOutcome, GetQuery, Limits, Operation, SESSION_OVERHEAD,
+    SessionInfo, SessionSnapshot, SessionStore, StoreError, Usage, Value, WriteOutcome, batch,
     table::{SlotNo, Table},
 };
 use crate::{
@@ -177,14 +176,6 @@ impl Entry {
     }
 }
 
-/// The result of running a batch against an entry without changing it.
-struct Staged {
-    results: Vec<OpResult>,
-    /// New state of each changed attribute (`None`: removed).
-    changes: BTreeMap<String, Option<Attribute>>,
-    size: u64,
-}
-
 impl MemoryStore {
     pub fn new(limits: Limits, clock: Arc<dyn Clock>, events: Arc<EventLog>) -> Self {
         Self {
@@ -221,7 +212,13 @@ impl MemoryStore {
             ),
             size: SESSION_OVERHEAD + crate::id::ID_LEN as u64,
         };
-        let staged = stage(&entry, ops, 1, &self.limits)?;
+        let staged = batch::stage(
+            |name| entry.attrs.get(name),
+            entry.size,
+            ops,
+            1,
+            &self.limits,
+        )?;
         let mut inner = self.inner.lock();
         let changed = commit(&mut entry, staged.changes, staged.size, &mut inner.interned);
         let outcome = WriteOutcome {
@@ -262,7 +259,13 @@ impl MemoryStore {
             sessions, interned, ..
         } = &mut *inner;
         let entry = sessions.get_mut(slot);
-        let staged = stage(entry, ops, entry.version + 1, &self.limits)?;
+        let staged = batch::stage(
+            |name| entry.attrs.get(name),
+            entry.size,
+            ops,
+            entry.version + 1,
+            &self.limits,
+        )?;
         let old_size = entry.size;
         let changed = if staged.changes.is_empty() {
             Vec::new() // nothing changed (say, removing what was not there): no new version
@@ -413,73 +416,6 @@ impl Inner {
     }
 }
 
-/// Runs a batch against `entry` without changing it: every operation sees the effect of the
-/// ones before it, and any failure leaves the session as it was (all or nothing). Values move
-/// from the operations into the new state: a clone of a `Bytes` would allocate a shared header.
-fn stage(
-    entry: &Entry,
-    ops: Vec<Operation>,
-    version: u64,
-    limits: &Limits,
-) -> Result<Staged, StoreError> {
-    let mut changes: BTreeMap<String, Option<Attribute>> = BTreeMap::new();
-    let mut results = Vec::with_capacity(ops.len());
-    let mut work = 0u64;
-    for (index, Operation { name, kind }) in ops.into_iter().enumerate() {
-        let current = match changes.get(&name) {
-            Some(staged) => staged.as_ref(),
-            None => entry.attrs.get(&name),
-        };
-        // A list operation looks at (and may copy) the whole list: bound the batch's sum.
-        work += 1 + current.map_or(0, |a| match &a.value {
-            Value::List { items, .. } => items.len() as u64,
-            _ => 0,
-        });
-        if work > MAX_BATCH_WORK {
-            return Err(StoreError::LimitExceeded {
-                which: LimitKind::BatchWork,
-                limit: MAX_BATCH_WORK,
-                wanted: work,
-                attr: None,
-            });
-        }
-        let (change, result) = run_op(index, &name, kind, current, version)?;
-        if let Some(new) = change {
-            if let Some(attr) = &new {
-                let size = attr.size(&name);
-                if size > limits.max_attribute_bytes {
-                    return Err(StoreError::LimitExceeded {
-                        which: LimitKind::Attribute,
-                        limit: limits.max_attribute_bytes,
-                        wanted: size,
-                        attr: Some(name),
-                    });
-                }
-            }
-            changes.insert(name, new);
-        }
-        results.push(result);
-    }
-    let mut size = entry.size;
-    for (name, new) in &changes {
-        size -= entry.attrs.get(name).map_or(0, |a| a.size(name));
-        size += new.as_ref().map_or(0, |a| a.size(name));
-    }
-    if size > limits.max_session_bytes {
-        return Err(StoreError::LimitExceeded {
-            which: LimitKind::Session,
-            limit: limits.max_session_bytes,
-            wanted: size,
-            attr: None,
-        });
-    }
-    Ok(Staged {
-        results,
-        changes,
-        size,
-    })
-}
-
 /// Applies staged changes; returns the changed names for the event.
 fn commit(
     entry: &mut Entry,
@@ -510,158 +446,6 @@ fn commit(
     }
     entry.size = size;
     names
-}
-
-/// One operation against the attribute's current state. Returns the new state (`None`: no
-/// change; `Some(None)`: removed) and what to report.
-#[allow(clippy::type_complexity)]
-fn run_op(
-    index: usize,
-    name: &str,
-    kind: OpKind,
-    current: Option<&Attribute>,
-    version: u64,
-) -> Result<(Option<Option<Attribute>>, OpResult), StoreError> {
-    let wrong_type = |found: &Attribute, wanted| StoreError::WrongType {
-        index,
-        name: name.to_owned(),
-        found: found.value.kind_name(),
-        wanted,
-    };
-    let out_of_range = |detail: String| StoreError::OutOfRange {
-        index,
-        name: name.to_owned(),
-        detail,
-    };
-    let check_version = |expected: Option<u64>| match expected {
-        Some(expected) if expected != current.map_or(0, |a| a.version) => {
-            Err(StoreError::Conflict {
-                index,
-                name: name.to_owned(),
-                current: current.cloned(),
-            })
-        }
-        _ => Ok(()),
-    };
-    let written = |value| Attribute { value, version };
-    let mut result = OpResult::default();
-    let change = match kind {
-        OpKind::Set {
-            value,
-            expected_version,
-        } => {
-            check_version(expected_version)?;
-            result.attribute_version = version;
-            Some(Some(written(value)))
-        }
-        OpKind::Remove { expected_version } => {
-            check_version(expected_version)?;
-            result.removed = current.is_some();
-            current.map(|_| None)
-        }
-        OpKind::ListPush {
-            item,
-            content_type,
-            max_len,
-        } => {
-            let (content_type, mut items) = match current.map(|a| &a.value) {
-                None => (Arc::from(content_type.as_str()), Vec::new()),
-                Some(Value::List {
-                    content_type,
-                    items,
-                }) => (content_type.clone(), items.clone()),
-                Some(_) => return Err(wrong_type(current.expect("matched Some"), "list")),
-            };
-            items.push(item);
-            if let Some(max) = max_len.filter(|max| items.len() > *max as usize) {
-                return Err(out_of_range(format!("list would exceed {max} items")));
-            }
-            result.list_len = items.len() as u32;
-            result.attribute_version = version;
-            Some(Some(written(Value::List {
-                content_type,
-                items,
-            })))
-        }
-        OpKind::ListRemove { item } => match current.map(|a| &a.value) {
-            None => None,
-            Some(Value::List {
-                content_type,
-                items,
-            }) => match items.iter().position(|i| *i == item) {
-                None => {
-                    result.list_len = items.len() as u32;
-                    None
-                }
-                Some(at) => {
-                    let mut items = items.clone();
-                    items.remove(at);
-                    result.removed = true;
-                    result.list_len = items.len() as u32;
-                    result.attribute_version = version;
-                    Some(Some(written(Value::List {
-                        content_type: content_type.clone(),
-                        items,
-                    })))
-                }
-            },
-            Some(_) => return Err(wrong_type(current.expect("matched Some"), "list")),
-        },
-        OpKind::RecentPush {
-            item,
-            content_type,
-            keep,
-        } => {
-            let (content_type, old) = match current.map(|a| &a.value) {
-                None => (Arc::from(content_type.as_str()), &[][..]),
-                Some(Value::List {
-                    content_type,
-                    items,
-                }) => (content_type.clone(), &items[..]),
-                Some(_) => return Err(wrong_type(current.expect("matched Some"), "list")),
-            };
-            let mut items = Vec::with_capacity(old.len() + 1);
-            items.extend(old.iter().filter(|i| **i != item).cloned());
-            items.insert(0, item);
-            items.truncate(keep as usize);
-            result.list_len = items.len() as u32;
-            result.attribute_version = version;
-            Some(Some(written(Value::List {
-                content_type,
-                items,
-            })))
-        }
-        OpKind::CounterAdd {
-            delta,
-            min,
-            max,
-            remove_at_zero,
-        } => {
-            let old = match current.map(|a| &a.value) {
-                None => 0,
-                Some(Value::Counter(v)) => *v,
-                Some(_) => return Err(wrong_type(current.expect("matched Some"), "counter")),
-            };
-            let new = old
-                .checked_add(delta)
-                .ok_or_else(|| out_of_range("counter would overflow".into()))?;
-            if let Some(min) = min.filter(|m| new < *m) {
-                return Err(out_of_range(format!("counter would go below {min}")));
-            }
-            if let Some(max) = max.filter(|m| new > *m) {
-                return Err(out_of_range(format!("counter would go above {max}")));
-            }
-            result.counter = new;
-            if new == 0 && remove_at_zero {
-                result.removed = current.is_some();
-                current.map(|_| None)
-            } else {
-                result.attribute_version = version;
-                Some(Some(written(Value::Counter(new))))
-            }
-        }
-    };
-    Ok((change, result))
 }
 
 fn duration_ms(d: std::time::Duration) -> u64 {
@@ -725,7 +509,10 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{clock::ManualClock, store::LimitKind};
+    use crate::{
+        clock::ManualClock,
+        store::{LimitKind, OpKind},
+    };
     use bytes::Bytes;
     use std::time::Duration;
 

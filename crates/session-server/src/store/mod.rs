@@ -6,6 +6,7 @@
 //! protocol. The types here are the domain model: `crate::convert` is the only place that
 //! turns protobuf messages into them and back.
 
+pub mod batch;
 pub mod memory;
 mod table;
 
