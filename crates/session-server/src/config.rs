@@ -5,6 +5,12 @@ use crate::{
     clock::{Clock, SystemClock},
     store::Limits,
 };
+// The store's limits are the store's; the flags' defaults name them here too.
+pub use crate::store::{
+    DEFAULT_CAPACITY_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT_CAP,
+    DEFAULT_MAX_ATTRIBUTE_BYTES, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_LIFETIME_CAP,
+    DEFAULT_MAX_SESSION_BYTES,
+};
 use std::{
     net::{Ipv4Addr, SocketAddr},
     sync::Arc,
@@ -13,15 +19,8 @@ use std::{
 
 /// The admin HTTP port (metrics, health), beside the classic gRPC port.
 pub const DEFAULT_ADMIN_PORT: u16 = 9540;
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
-pub const DEFAULT_CAPACITY_BYTES: u64 = 512 * 1024 * 1024;
-pub const DEFAULT_MAX_SESSION_BYTES: u64 = 1024 * 1024;
-pub const DEFAULT_MAX_ATTRIBUTE_BYTES: u64 = 256 * 1024;
 pub const DEFAULT_WATCH_BUFFER: usize = 65_536;
 pub const DEFAULT_WATCH_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
-pub const DEFAULT_IDLE_TIMEOUT_CAP: Duration = Duration::from_secs(24 * 60 * 60);
-pub const DEFAULT_MAX_LIFETIME_CAP: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);

@@ -186,6 +186,15 @@ pub enum GetOutcome {
     NotModified(SessionInfo),
 }
 
+// The defaults of `Limits`, which the server's flags show too.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
+pub const DEFAULT_CAPACITY_BYTES: u64 = 512 * 1024 * 1024;
+pub const DEFAULT_MAX_SESSION_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_ATTRIBUTE_BYTES: u64 = 256 * 1024;
+pub const DEFAULT_IDLE_TIMEOUT_CAP: Duration = Duration::from_secs(24 * 60 * 60);
+pub const DEFAULT_MAX_LIFETIME_CAP: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// Limits that bound the store's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -205,13 +214,13 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            capacity_bytes: crate::config::DEFAULT_CAPACITY_BYTES,
-            max_session_bytes: crate::config::DEFAULT_MAX_SESSION_BYTES,
-            max_attribute_bytes: crate::config::DEFAULT_MAX_ATTRIBUTE_BYTES,
-            default_idle_timeout: crate::config::DEFAULT_IDLE_TIMEOUT,
-            default_max_lifetime: crate::config::DEFAULT_MAX_LIFETIME,
-            idle_timeout_cap: crate::config::DEFAULT_IDLE_TIMEOUT_CAP,
-            max_lifetime_cap: crate::config::DEFAULT_MAX_LIFETIME_CAP,
+            capacity_bytes: DEFAULT_CAPACITY_BYTES,
+            max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
+            max_attribute_bytes: DEFAULT_MAX_ATTRIBUTE_BYTES,
+            default_idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            default_max_lifetime: DEFAULT_MAX_LIFETIME,
+            idle_timeout_cap: DEFAULT_IDLE_TIMEOUT_CAP,
+            max_lifetime_cap: DEFAULT_MAX_LIFETIME_CAP,
         }
     }
 }
