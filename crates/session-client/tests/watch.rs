@@ -177,11 +177,17 @@ async fn subscription_survives_a_server_restart_and_says_reset() {
     let server = common::spawn(ServerConfig::default()).await;
     let addr = server.addr;
     let client: SessionClient = server.client();
+    assert_eq!(client.store_is_durable(), None, "nothing heard yet");
     let mut updates = watch::subscribe(client.clone());
     assert_eq!(
         common::next_update(&mut updates).await,
         watch::Update::Reset,
         "first connection"
+    );
+    assert_eq!(
+        client.store_is_durable(),
+        Some(false),
+        "the hello says the memory store keeps nothing across a restart"
     );
     let id = client.create(Ops::new()).await.expect("create").info.id;
     assert!(
