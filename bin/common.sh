@@ -3,7 +3,7 @@
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 run_dir="${SAMPLE_RUN_DIR:-$root/target/sample}"
-# Cargo.toml's [profile.sample]: quick to build, nearly as fast as `release` when running.
+# Cargo.toml's [profile.sample]: within a few percent of `release` when running.
 profile="${SAMPLE_PROFILE:-sample}"
 bin_dir="" # set by build
 
