@@ -11,6 +11,7 @@
 //! - [`metrics`], [`admin`]: Prometheus metrics and the admin HTTP port.
 //! - [`config`]: defaults and command-line flags.
 //! - [`probe`]: the gRPC health check behind `session-server health`.
+//! - `testing` (feature `test-support`): a real server for tests, in-process.
 //!
 //! [`run`] serves everything on already-bound listeners until a shutdown future resolves;
 //! the `session-server` binary only parses flags and calls it.
@@ -28,6 +29,8 @@ pub mod probe;
 mod properties;
 pub mod service;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use crate::{
     admin::AdminState,

@@ -4,13 +4,13 @@
 
 use cart::config::{SessionMode, Settings};
 use reqwest::{Client, StatusCode, header, redirect};
-use session_server::{config::ServerConfig, probe};
+use session_server::config::ServerConfig;
 use std::{
-    net::SocketAddr,
+    ops::Deref,
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::net::TcpListener;
 
 /// The repository root, where the scripts and docker-compose.yml live.
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -24,75 +24,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub struct SessionServer {
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), session_server::ServerError>>,
+/// The shared in-process session server (`session_server::testing`), as these tests name it.
+pub struct SessionServer(session_server::testing::TestServer);
+
+impl Deref for SessionServer {
+    type Target = session_server::testing::TestServer;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl SessionServer {
     pub async fn start() -> Self {
-        Self::start_on(TcpListener::bind("127.0.0.1:0").await.expect("bind")).await
+        Self(session_server::testing::TestServer::spawn(ServerConfig::default()).await)
     }
 
+    /// Serves on a listener the caller bound, e.g. the port of a server it stopped before.
     pub async fn start_on(grpc: TcpListener) -> Self {
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-        let addr = grpc.local_addr().expect("addr");
-        let admin_addr = admin.local_addr().expect("admin addr");
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(session_server::run(
-            grpc,
-            admin,
-            ServerConfig::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        for _ in 0..500 {
-            if probe::check(&format!("http://{addr}"), Duration::from_millis(200))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    addr,
-                    admin: admin_addr,
-                    stop: Some(stop),
-                    task,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("session server never SERVING");
+        Self(session_server::testing::TestServer::spawn_on(grpc, ServerConfig::default()).await)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.0.url.clone()
     }
 
-    /// A counter or gauge of the server's /metrics, by its full name.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.admin))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("body");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Well inside the 10 s grace period: nothing long-lived may hold the server open.
-        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
-            .await
-            .expect("the server stops promptly")
-            .expect("server task")
-            .expect("server ran cleanly");
+    pub async fn stop(self) {
+        self.0.stop().await;
     }
 }
 
