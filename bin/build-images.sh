@@ -8,11 +8,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 session_image="${SESSION_IMAGE:-clustered-sessions/session-server:latest}"
 cart_image="${CART_IMAGE:-clustered-sessions/cart:latest}"
 
-need_cargo
 command -v docker >/dev/null 2>&1 || fail "docker not found: install Docker Engine (https://docs.docker.com/engine/install/)"
 docker info >/dev/null 2>&1 || fail "the Docker engine is not reachable: start it (systemctl start docker) or check your permissions"
 
-# The sample scripts' build: static binaries, shared with bin/start-sample*.sh.
+# The sample scripts' build (it checks for cargo): static binaries, shared with
+# bin/start-sample*.sh.
 build
 [[ $bin_dir == *-linux-gnu/* ]] || fail "the images need static Linux binaries: build them on Linux with glibc (this machine builds for ${bin_dir%/*})"
 mkdir -p "$root/target/docker"

@@ -102,23 +102,22 @@ impl Catalog {
         }
         let products = &file.products;
         let rendered = |r: askama::Result<String>| {
-            r.map(Arc::from)
-                .map_err(|e| CatalogError::Invalid(format!("cannot render the catalogue: {e}")))
+            r.map_err(|e| CatalogError::Invalid(format!("cannot render the catalogue: {e}")))
         };
         Ok(Self {
             choices_html: products
                 .iter()
                 .map(|p| {
-                    let choices = Choices {
-                        products,
-                        selected: &p.id,
-                    };
-                    choices.render().map_err(|e| {
-                        CatalogError::Invalid(format!("cannot render the catalogue: {e}"))
-                    })
+                    rendered(
+                        Choices {
+                            products,
+                            selected: &p.id,
+                        }
+                        .render(),
+                    )
                 })
                 .collect::<Result<_, _>>()?,
-            list_html: rendered(CatalogueList { products }.render())?,
+            list_html: rendered(CatalogueList { products }.render())?.into(),
             products: Arc::new(file.products),
             pictures: Arc::new(pictures),
         })

@@ -4,6 +4,7 @@
 use crate::startup::AppState;
 use actix_web::{
     HttpResponse, ResponseError,
+    body::{BoxBody, EitherBody},
     dev::ServiceResponse,
     http::{StatusCode, header},
     middleware::ErrorHandlerResponse,
@@ -94,21 +95,26 @@ impl ResponseError for CartError {
             }
         };
         let status = self.status_code();
-        let page = ErrorPage {
-            status: status.as_u16(),
-            title,
-            message,
-        };
         let mut response = HttpResponse::build(status);
         if matches!(self, CartError::Unavailable | CartError::TooManyStreams) {
             response.insert_header((header::RETRY_AFTER, "2"));
         }
-        match page.render() {
-            Ok(html) => response.content_type("text/html; charset=utf-8").body(html),
-            Err(_) => response
-                .content_type("text/plain; charset=utf-8")
-                .body(page.message),
-        }
+        let (content_type, body) = page(status, title, message);
+        response.content_type(content_type).body(body)
+    }
+}
+
+/// An error page's content type and body: the HTML page, or its message alone if the
+/// template fails.
+fn page(status: StatusCode, title: &str, message: String) -> (&'static str, String) {
+    let page = ErrorPage {
+        status: status.as_u16(),
+        title,
+        message,
+    };
+    match page.render() {
+        Ok(html) => ("text/html; charset=utf-8", html),
+        Err(_) => ("text/plain; charset=utf-8", page.message),
     }
 }
 
@@ -153,24 +159,18 @@ pub fn explain_outage<B>(
             response.map_into_left_body(),
         ));
     }
-    let (request, mut old) = response.into_parts();
-    let page = ErrorPage {
-        status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
-        title: OUTAGE_TITLE,
-        message: outage_message(durable),
-    };
-    let mut new = HttpResponse::ServiceUnavailable();
-    // The headers already set (Retry-After, the security headers) stay.
-    for (name, value) in old.headers_mut().drain() {
-        if let Some(name) = name {
-            new.insert_header((name, value));
-        }
-    }
-    let html = page
-        .render()
-        .map_err(|e| CartError::Internal(e.to_string()))?;
-    let new = new.content_type("text/html; charset=utf-8").body(html);
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(request, new).map_into_right_body(),
-    ))
+    // Only the text changes: the status and headers (Retry-After, the security headers) stay.
+    let (content_type, body) = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        OUTAGE_TITLE,
+        outage_message(durable),
+    );
+    let response = response.map_body(|head, _| {
+        head.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        );
+        EitherBody::right(BoxBody::new(body))
+    });
+    Ok(ErrorHandlerResponse::Response(response))
 }
