@@ -205,8 +205,8 @@ pub async fn measure(
         );
     }
     let target = Arc::new(Target {
-        big: client.create(big).await?.info.id,
-        empty: client.create(Ops::new()).await?.info.id,
+        big: client.create(big).await?.info.id.as_str().to_owned(),
+        empty: client.create(Ops::new()).await?.info.id.as_str().to_owned(),
     });
     let bystander = [Arc::new(Store::ours(server, Protocol::Framed, ids)?)];
     let mut measured = Vec::new();

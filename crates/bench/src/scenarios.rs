@@ -291,7 +291,7 @@ pub async fn create_sessions(server: SocketAddr, n: usize) -> anyhow::Result<Vec
             }
         });
         for created in futures_util::future::join_all(creates).await {
-            ids.push(created?.info.id);
+            ids.push(created?.info.id.as_str().to_owned());
         }
     }
     Ok(ids)

@@ -30,15 +30,18 @@ pub enum CartError {
     BadForm(String),
     #[error("no such page")]
     NotFound,
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The session server answered, but not as the cart expects (a bug, or a limit hit).
+    #[error("the session server refused: {0}")]
+    Session(session_client::Error),
+    #[error("a page could not be rendered: {0}")]
+    Render(#[from] askama::Error),
 }
 
 impl From<session_client::Error> for CartError {
     fn from(e: session_client::Error) -> Self {
         match e {
             session_client::Error::Unavailable(_) => CartError::Unavailable,
-            other => CartError::Internal(other.to_string()),
+            other => CartError::Session(other),
         }
     }
 }
@@ -61,7 +64,7 @@ impl ResponseError for CartError {
                 StatusCode::BAD_REQUEST
             }
             CartError::NotFound => StatusCode::NOT_FOUND,
-            CartError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CartError::Session(_) | CartError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -89,8 +92,8 @@ impl ResponseError for CartError {
             CartError::BadAction => ("Unknown action", "The form must ask to add or remove an item.".to_owned()),
             CartError::BadForm(_) => ("Unreadable form", "The form's data could not be read, so nothing changed.".to_owned()),
             CartError::NotFound => ("Not found", "There is no such page in this shop.".to_owned()),
-            CartError::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
+            CartError::Session(_) | CartError::Render(_) => {
+                tracing::error!(error = %self, "request failed");
                 ("Something went wrong", "The request could not be completed. Please try again.".to_owned())
             }
         };

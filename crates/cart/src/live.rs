@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures_util::Stream;
-use session_client::{EventKind, SessionClient, watch::Update};
+use session_client::{AnyClient, EventKind, SessionId, watch::Update};
 use std::{
     convert::Infallible,
     sync::{
@@ -36,7 +36,7 @@ impl Drop for Slot {
 }
 
 impl Live {
-    pub fn start(client: SessionClient, max_streams: usize) -> Self {
+    pub fn start(client: &AnyClient, max_streams: usize) -> Self {
         Self {
             template: Mutex::new(client.subscribe()),
             open: Arc::new(AtomicUsize::new(0)),
@@ -49,7 +49,7 @@ impl Live {
     /// the most streams allowed are open.
     pub fn events(
         &self,
-        session_id: String,
+        session_id: SessionId,
     ) -> Option<impl Stream<Item = Result<Bytes, Infallible>> + 'static> {
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.max {
             self.open.fetch_sub(1, Ordering::Relaxed);
@@ -77,13 +77,14 @@ impl Live {
                         }
                         Ok(Ok(Update::Disconnected)) => continue,
                         Ok(Ok(Update::Event(e))) if e.session_id == id => {
-                            let kind = match e.kind() {
+                            let kind = match e.kind {
                                 EventKind::Changed => "changed",
                                 EventKind::IdRotated => "rotated",
                                 EventKind::Expired
                                 | EventKind::Evicted
                                 | EventKind::Invalidated => "ended",
-                                _ => continue,
+                                // Only a write of this very session's can create it.
+                                EventKind::Created => continue,
                             };
                             Bytes::from(format!("event: session\ndata: {kind} {}\n\n", e.version))
                         }

@@ -8,7 +8,7 @@ use crate::{
 };
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use session_client::{
-    ClientConfig, SessionClient,
+    AnyClient, ClientConfig, SessionClient,
     actix::{SessionConfig, SessionMiddleware},
 };
 use session_server::{Engine, config::ServerConfig};
@@ -21,7 +21,7 @@ pub struct AppState {
     pub catalog: Catalog,
     pub live: Live,
     /// Knows what the session server's store keeps across an outage (the 503 page says it).
-    pub sessions: SessionClient,
+    pub sessions: AnyClient,
     /// This instance's name in sessions (`last_server`): its public port.
     pub me: String,
 }
@@ -44,7 +44,7 @@ pub enum StartError {
 
 /// The session client for the configured mode: the session server (clustered), or a store in
 /// this process (local) that nothing else can see.
-pub fn session_client(settings: &Settings) -> Result<SessionClient, StartError> {
+pub fn session_client(settings: &Settings) -> Result<AnyClient, StartError> {
     Ok(match settings.mode {
         SessionMode::Clustered => {
             let client = SessionClient::connect_lazy(ClientConfig {
@@ -53,8 +53,8 @@ pub fn session_client(settings: &Settings) -> Result<SessionClient, StartError> 
                 protocol: settings.session_protocol,
             })?;
             match std::num::NonZeroUsize::new(settings.near_cache) {
-                Some(capacity) => client.with_near_cache(capacity),
-                None => client,
+                Some(capacity) => client.with_near_cache(capacity).into(),
+                None => client.into(),
             }
         }
         SessionMode::Local => {
@@ -65,7 +65,7 @@ pub fn session_client(settings: &Settings) -> Result<SessionClient, StartError> 
                 config.sweep_interval,
                 tokio_util::sync::CancellationToken::new(),
             );
-            SessionClient::in_process(Arc::new(engine.service()))
+            SessionClient::in_process(Arc::new(engine.service())).into()
         }
     })
 }
@@ -94,7 +94,7 @@ pub fn run(listener: TcpListener, settings: Settings) -> Result<Server, StartErr
     };
     let state = web::Data::new(AppState {
         me: settings.public_port.to_string(),
-        live: Live::start(client.clone(), settings.max_event_streams),
+        live: Live::start(&client, settings.max_event_streams),
         sessions: client.clone(),
         catalog,
         settings,

@@ -6,7 +6,7 @@
 //! - The cookie is HttpOnly, SameSite=Lax, Path=/, and Secure when the request came over TLS
 //!   or when configured. A forged, unknown or expired cookie simply starts a new session.
 //! - A second cookie (`<name>_v`) carries the newest session version the browser has seen, so
-//!   that with a near cache ([`SessionClient::with_near_cache`]) an app server answers from its
+//!   that with a near cache ([`crate::SessionClient::with_near_cache`]) an app server answers from its
 //!   cache only with a copy at least that new: a write on one server is always visible on the
 //!   next read on another.
 //!
@@ -31,9 +31,11 @@
 //! ```
 
 use crate::{
-    client::SessionClient,
+    any::AnyClient,
     error::Error,
-    value::{Ops, Session, SessionInfo, WriteResult},
+    id::SessionId,
+    ops::Ops,
+    value::{Session, SessionInfo, WriteResult},
 };
 use actix_web::{
     FromRequest, HttpMessage, HttpRequest,
@@ -82,22 +84,23 @@ pub struct SessionMiddleware {
 
 #[derive(Debug)]
 struct Shared {
-    client: SessionClient,
+    client: AnyClient,
     config: SessionConfig,
     /// `<cookie_name>_v`: the newest version the browser has seen.
     version_cookie: String,
 }
 
 impl SessionMiddleware {
-    pub fn new(client: SessionClient) -> Self {
+    /// Over a [`crate::SessionClient`], or a [`crate::CachedClient`] for a near cache.
+    pub fn new(client: impl Into<AnyClient>) -> Self {
         Self::with_config(client, SessionConfig::default())
     }
 
-    pub fn with_config(client: SessionClient, config: SessionConfig) -> Self {
+    pub fn with_config(client: impl Into<AnyClient>, config: SessionConfig) -> Self {
         let version_cookie = format!("{}_v", config.cookie_name);
         Self {
             shared: Rc::new(Shared {
-                client,
+                client: client.into(),
                 config,
                 version_cookie,
             }),
@@ -148,7 +151,9 @@ where
             .cookie(&config.cookie_name)
             .map(|c| c.value().to_owned());
         let had_cookie = raw_id.is_some();
-        let cookie_id = raw_id.filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE_LEN);
+        let cookie_id = raw_id
+            .filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE_LEN)
+            .map(SessionId::from);
         let version_cookie = self.shared.version_cookie.clone();
         let min_version = req
             .cookie(&version_cookie)
@@ -182,7 +187,9 @@ where
             // The browser holds a cookie that names no session (any more): clear it.
             let gone = state.id.is_none() && (state.had_cookie || state.changed);
             let cookie = match &state.id {
-                Some(id) if state.changed => Some(session_cookie(&cookie_name, id.clone(), secure)),
+                Some(id) if state.changed => {
+                    Some(session_cookie(&cookie_name, id.as_str().to_owned(), secure))
+                }
                 None if gone => Some(removal(&cookie_name, secure)),
                 _ => None,
             };
@@ -223,7 +230,7 @@ fn session_cookie(name: &str, value: String, secure: bool) -> Cookie<'static> {
 #[derive(Debug)]
 struct State {
     /// The session's id as far as this request knows; `None` when it has none (yet).
-    id: Option<String>,
+    id: Option<SessionId>,
     had_cookie: bool,
     /// The oldest version this request may be shown: the newest the browser has seen.
     min_version: u64,
@@ -240,7 +247,7 @@ struct State {
 /// The request's session, for handlers. Clones share state within the request.
 #[derive(Debug, Clone)]
 pub struct RequestSession {
-    client: SessionClient,
+    client: AnyClient,
     state: Rc<RefCell<State>>,
 }
 
@@ -263,8 +270,9 @@ impl FromRequest for RequestSession {
 }
 
 impl RequestSession {
-    /// The session id, if the request has a session. It is a credential: never log it whole.
-    pub fn id(&self) -> Option<String> {
+    /// The session id, if the request has a session. It is a credential: it prints only its
+    /// first characters.
+    pub fn id(&self) -> Option<SessionId> {
         self.state.borrow().id.clone()
     }
 

@@ -1,9 +1,7 @@
 //! Typed errors: what an app can act on, instead of raw gRPC statuses.
 
 use crate::value::Attribute;
-use prost::Message;
-use session_proto::v1 as pb;
-use tonic::{Code, Status};
+use tonic::Code;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
@@ -52,38 +50,5 @@ impl Error {
             self,
             Error::Unavailable(_) | Error::Decode { .. } | Error::Server { .. }
         )
-    }
-}
-
-impl From<Status> for Error {
-    fn from(status: Status) -> Self {
-        let message = status.message().to_owned();
-        match status.code() {
-            Code::NotFound => Error::NotFound,
-            Code::Aborted => match pb::Conflict::decode(status.details()) {
-                Ok(conflict) => {
-                    let current = conflict.current.and_then(|a| {
-                        let name = a.name.clone();
-                        Attribute::try_from(a).ok().map(|attr| (name, attr))
-                    });
-                    Error::Conflict {
-                        name: current.as_ref().map(|(n, _)| n.clone()).unwrap_or_default(),
-                        current: current.map(|(_, a)| a),
-                    }
-                }
-                Err(_) => Error::Server {
-                    code: Code::Aborted,
-                    message,
-                },
-            },
-            Code::ResourceExhausted => Error::LimitExceeded(message),
-            Code::OutOfRange => Error::OutOfRange(message),
-            Code::FailedPrecondition => Error::WrongType(message),
-            Code::InvalidArgument => Error::InvalidArgument(message),
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-                Error::Unavailable(message)
-            }
-            code => Error::Server { code, message },
-        }
     }
 }

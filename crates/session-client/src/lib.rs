@@ -1,14 +1,21 @@
 //! Client library of the session server, for app servers.
 //!
-//! - [`SessionClient`] ([`client`]): the typed API over `session.v1`: create, get, apply
-//!   batches of [`Ops`], invalidate, rotate id, and [`SessionClient::modify`] for lock-free
-//!   read-modify-write. Every call has a deadline (default 1 s); an unreachable server gives
+//! Layers, each importing only those before it:
+//! - `transport`: carries a call to the session service and brings back its reply: one
+//!   long-lived pipeline per client on which concurrent calls coalesce into batches, over a
+//!   framed TCP connection (default) or the `Pipeline` gRPC RPC, a pipeline per calling
+//!   thread for actix-web's workers, or a service in this process.
+//! - `convert`: the only place protobuf meets the client's types ([`value`], [`ops`],
+//!   [`event`], [`SessionId`]) and the server's errors become an [`Error`].
+//! - [`SessionClient`] ([`client`]): the typed API: create, get, apply batches of [`Ops`],
+//!   invalidate, rotate id, and [`SessionClient::modify`] for lock-free read-modify-write.
+//!   Every call has a deadline (default 1 s); an unreachable server gives
 //!   [`Error::Unavailable`] within it, and the client reconnects by itself when it returns.
-//! - Calls travel over one long-lived `Pipeline` stream per client, on which concurrent calls
-//!   coalesce into batches (`pipeline.rs`; unary RPCs stay for tools such as grpcurl).
-//! - [`watch::subscribe`]: every session's events, resumed across reconnects.
-//! - [`cache`]: an optional near cache kept coherent by those events
-//!   ([`SessionClient::with_near_cache`]), with read-your-writes across app servers.
+//!   [`SessionClient::subscribe`] ([`watch`]): every session's events, resumed across
+//!   reconnects.
+//! - [`CachedClient`] ([`cache`]): a near cache wrapped around a client, kept coherent by
+//!   those events, with read-your-writes across app servers
+//!   ([`SessionClient::with_near_cache`]); [`AnyClient`] is either kind.
 //! - [`actix`] (feature `actix`, on by default): middleware and extractor for actix-web.
 //!
 //! Values are bytes with a content type; the JSON helpers (`set_json`, `get_json`, ...) are
@@ -16,16 +23,26 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+mod any;
 pub mod cache;
 pub mod client;
+pub mod config;
+mod convert;
 pub mod error;
-mod pipeline;
+pub mod event;
+mod id;
+pub mod ops;
+mod transport;
 pub mod value;
 pub mod watch;
 
-pub use client::{
-    ClientConfig, DEFAULT_TIMEOUT, LocalService, Protocol, SessionClient, default_server_url,
-};
+pub use any::AnyClient;
+pub use cache::CachedClient;
+pub use client::SessionClient;
+pub use config::{ClientConfig, DEFAULT_TIMEOUT, Protocol, default_server_url};
 pub use error::Error;
-pub use session_proto::v1::{Event, EventKind, OpResult};
-pub use value::{Attribute, JSON, Ops, Session, SessionInfo, Value, WriteResult};
+pub use event::{Event, EventKind, WatchHello, WatchItem};
+pub use id::SessionId;
+pub use ops::Ops;
+pub use transport::LocalService;
+pub use value::{Attribute, JSON, OpResult, Session, SessionInfo, Value, WriteResult};

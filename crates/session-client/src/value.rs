@@ -1,13 +1,12 @@
-//! Sessions as the client sees them, and the builder of write batches.
+//! Sessions as the client sees them: values, attributes, metadata, and what a write did.
 
-use crate::error::Error;
+use crate::{error::Error, id::SessionId};
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
-use session_proto::v1 as pb;
 use std::{
     collections::BTreeMap,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 /// The content type of JSON values, the client's default encoding.
@@ -46,39 +45,10 @@ impl Attribute {
     }
 }
 
-impl TryFrom<pb::Attribute> for Attribute {
-    type Error = Error;
-
-    fn try_from(a: pb::Attribute) -> Result<Self, Error> {
-        let value = a.value.unwrap_or_default();
-        let value = match value.kind {
-            Some(pb::value::Kind::Bytes(data)) => Value::Bytes {
-                content_type: value.content_type,
-                data,
-            },
-            Some(pb::value::Kind::List(l)) => Value::List {
-                content_type: value.content_type,
-                items: l.items,
-            },
-            Some(pb::value::Kind::Counter(c)) => Value::Counter(c),
-            None => {
-                return Err(Error::Decode {
-                    name: a.name,
-                    reason: "value has no kind".into(),
-                });
-            }
-        };
-        Ok(Attribute {
-            value,
-            version: a.version,
-        })
-    }
-}
-
 /// A session's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
-    pub id: String,
+    pub id: SessionId,
     pub version: u64,
     pub created_at: SystemTime,
     pub last_access: SystemTime,
@@ -87,44 +57,12 @@ pub struct SessionInfo {
     pub size_bytes: u64,
 }
 
-impl From<pb::SessionInfo> for SessionInfo {
-    fn from(i: pb::SessionInfo) -> Self {
-        let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-        SessionInfo {
-            id: i.id,
-            version: i.version,
-            created_at: at(i.created_at_ms),
-            last_access: at(i.last_access_ms),
-            idle_timeout: Duration::from_millis(i.idle_timeout_ms),
-            max_lifetime: Duration::from_millis(i.max_lifetime_ms),
-            size_bytes: i.size_bytes,
-        }
-    }
-}
-
 /// A session as read: metadata and attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub info: SessionInfo,
     /// Shared, so that handing out a cached session costs no copy.
     pub attributes: Arc<BTreeMap<String, Attribute>>,
-}
-
-impl TryFrom<pb::Session> for Session {
-    type Error = Error;
-
-    fn try_from(s: pb::Session) -> Result<Self, Error> {
-        let info = s.info.unwrap_or_default().into();
-        let attributes = s
-            .attributes
-            .into_iter()
-            .map(|a| Ok((a.name.clone(), Attribute::try_from(a)?)))
-            .collect::<Result<_, Error>>()?;
-        Ok(Session {
-            info,
-            attributes: Arc::new(attributes),
-        })
-    }
 }
 
 impl Session {
@@ -188,174 +126,24 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, Error> {
         .map_err(|e| Error::InvalidArgument(format!("value cannot be encoded as JSON: {e}")))
 }
 
-/// A batch of operations, applied atomically by the server in the order they were added.
-///
-/// ```
-/// use session_client::Ops;
-/// let ops = Ops::new()
-///     .list_push_json("cart", "NIN CD", Some(100))?
-///     .recent_push_json("history", "nin-cd", 5)?
-///     .counter_add("visits", 1);
-/// assert_eq!(ops.len(), 3);
-/// # Ok::<(), session_client::Error>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Ops {
-    pub(crate) ops: Vec<pb::Operation>,
-}
-
-impl Ops {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Appends another batch's operations after these.
-    pub fn extend(&mut self, other: Ops) {
-        self.ops.extend(other.ops);
-    }
-
-    fn push(mut self, name: &str, kind: pb::operation::Kind) -> Self {
-        self.ops.push(pb::Operation {
-            name: name.to_owned(),
-            kind: Some(kind),
-        });
-        self
-    }
-
-    /// Sets raw bytes; with `expected_version`, only if the attribute is at that version
-    /// (0: only if absent), else the batch fails with [`Error::Conflict`].
-    pub fn set_bytes(
-        self,
-        name: &str,
-        content_type: &str,
-        data: Bytes,
-        expected_version: Option<u64>,
-    ) -> Self {
-        let value = pb::Value {
-            content_type: content_type.to_owned(),
-            kind: Some(pb::value::Kind::Bytes(data)),
-        };
-        self.push(
-            name,
-            pb::operation::Kind::Set(pb::SetOp {
-                value: Some(value),
-                expected_version,
-            }),
-        )
-    }
-
-    pub fn set_json<T: Serialize + ?Sized>(self, name: &str, value: &T) -> Result<Self, Error> {
-        Ok(self.set_bytes(name, JSON, json(value)?, None))
-    }
-
-    /// Sets a JSON value only if the attribute is still at `expected_version` (0: absent).
-    pub fn set_json_if<T: Serialize + ?Sized>(
-        self,
-        name: &str,
-        value: &T,
-        expected_version: u64,
-    ) -> Result<Self, Error> {
-        Ok(self.set_bytes(name, JSON, json(value)?, Some(expected_version)))
-    }
-
-    pub fn remove(self, name: &str) -> Self {
-        self.push(
-            name,
-            pb::operation::Kind::Remove(pb::RemoveOp {
-                expected_version: None,
-            }),
-        )
-    }
-
-    /// Appends to a list; with `max_len`, fails with [`Error::OutOfRange`] past that length.
-    pub fn list_push_json<T: Serialize + ?Sized>(
-        self,
-        name: &str,
-        item: &T,
-        max_len: Option<u32>,
-    ) -> Result<Self, Error> {
-        let op = pb::ListPushOp {
-            item: json(item)?,
-            content_type: JSON.into(),
-            max_len: max_len.unwrap_or(0),
-        };
-        Ok(self.push(name, pb::operation::Kind::ListPush(op)))
-    }
-
-    /// Removes the first equal item from a list, if any.
-    pub fn list_remove_json<T: Serialize + ?Sized>(
-        self,
-        name: &str,
-        item: &T,
-    ) -> Result<Self, Error> {
-        Ok(self.push(
-            name,
-            pb::operation::Kind::ListRemove(pb::ListRemoveOp { item: json(item)? }),
-        ))
-    }
-
-    /// Puts an item first in a list, dropping equal items and keeping the newest `keep`.
-    pub fn recent_push_json<T: Serialize + ?Sized>(
-        self,
-        name: &str,
-        item: &T,
-        keep: u32,
-    ) -> Result<Self, Error> {
-        let op = pb::RecentPushOp {
-            item: json(item)?,
-            content_type: JSON.into(),
-            keep,
-        };
-        Ok(self.push(name, pb::operation::Kind::RecentPush(op)))
-    }
-
-    pub fn counter_add(self, name: &str, delta: i64) -> Self {
-        self.counter_add_bounded(name, delta, None, None)
-    }
-
-    /// Adds to a counter within `[min, max]`, failing with [`Error::OutOfRange`] outside.
-    pub fn counter_add_bounded(
-        self,
-        name: &str,
-        delta: i64,
-        min: Option<i64>,
-        max: Option<i64>,
-    ) -> Self {
-        let op = pb::CounterAddOp {
-            delta,
-            min,
-            max,
-            remove_at_zero: false,
-        };
-        self.push(name, pb::operation::Kind::CounterAdd(op))
-    }
-}
-
 /// What a write did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteResult {
     pub info: SessionInfo,
-    pub results: Vec<pb::OpResult>,
+    pub results: Vec<OpResult>,
     /// The session after the write, when asked for.
     pub session: Option<Session>,
 }
 
-impl TryFrom<pb::WriteResponse> for WriteResult {
-    type Error = Error;
-
-    fn try_from(w: pb::WriteResponse) -> Result<Self, Error> {
-        Ok(WriteResult {
-            info: w.info.unwrap_or_default().into(),
-            results: w.results,
-            session: w.session.map(Session::try_from).transpose()?,
-        })
-    }
+/// What one operation of a write did, in the order of the batch's operations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpResult {
+    /// The attribute's version after the write.
+    pub attribute_version: u64,
+    /// A counter's value after an add.
+    pub counter: i64,
+    /// A list's length after a push or remove.
+    pub list_len: u32,
+    /// Whether a remove found something to remove.
+    pub removed: bool,
 }

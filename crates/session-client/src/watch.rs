@@ -2,10 +2,12 @@
 //! resumes from the last sequence number it saw, and says [`Update::Reset`] whenever events
 //! may have been missed, so that anything cached from earlier events gets dropped.
 
-use crate::{cache::NearCache, client::SessionClient};
+use crate::{
+    client::SessionClient,
+    event::{Event, WatchItem},
+};
 use futures_util::StreamExt;
-use session_proto::v1::{self as pb, watch_response::Kind};
-use std::{sync::Weak, time::Duration};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// Retry delays after a failed connection: doubling from the first to the cap.
@@ -18,79 +20,89 @@ const CHANNEL_CAPACITY: usize = 4096;
 pub enum Update {
     /// A change. Events of a near-cache client's own writes come from the client itself, with
     /// `seq` 0.
-    Event(pb::Event),
+    Event(Event),
     /// (Re)connected: events may have been missed (first connection, reconnect, server
-    /// restart, fell behind), so caches built from earlier events must be dropped.
+    /// restart, fell behind, an event this client cannot read), so caches built from earlier
+    /// events must be dropped.
     Reset,
     /// The server cannot be reached; reconnecting.
     Disconnected,
 }
 
+impl SessionClient {
+    /// Every session's events, on a stream of its own (a near cache's client shares the
+    /// cache's, see [`crate::CachedClient::subscribe`]). The stream ends when every receiver
+    /// is dropped.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        subscribe(self.clone())
+    }
+}
+
 /// Starts following every session's events. The task ends when every receiver is dropped.
 pub fn subscribe(client: SessionClient) -> broadcast::Receiver<Update> {
     let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
-    tokio::spawn(follow(client, tx, 0, Weak::new()));
+    tokio::spawn(follow(client, tx, 0, |_| false));
     rx
 }
 
-/// The near cache's subscription: every update goes to `cache` first, from the task that
-/// reads the stream (no hand-off between tasks), then to whoever subscribes to the returned
-/// sender. Events caused by calls of `skip_origin` are left out. The task ends when the cache
-/// is gone and nobody subscribes.
-pub(crate) fn subscribe_for_cache(
+/// A subscription whose every update goes to `first`, from the task that reads the stream
+/// (no hand-off between tasks), then to whoever subscribes to the returned sender. Events
+/// caused by calls of `skip_origin` are left out. `first` says whether it still wants updates;
+/// the task ends when it does not and nobody subscribes.
+pub(crate) fn subscribe_with(
     client: SessionClient,
     skip_origin: u64,
-    cache: Weak<NearCache>,
+    first: impl Fn(Option<&Update>) -> bool + Send + Sync + 'static,
 ) -> broadcast::Sender<Update> {
     let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
-    tokio::spawn(follow(client, tx.clone(), skip_origin, cache));
+    tokio::spawn(follow(client, tx.clone(), skip_origin, first));
     tx
 }
 
+/// `first(None)` asks whether it is still wanted; `first(Some(update))` hands it an update.
 async fn follow(
     client: SessionClient,
     tx: broadcast::Sender<Update>,
     skip_origin: u64,
-    cache: Weak<NearCache>,
+    first: impl Fn(Option<&Update>) -> bool,
 ) {
-    let wanted = || tx.receiver_count() > 0 || cache.strong_count() > 0;
+    let wanted = || tx.receiver_count() > 0 || first(None);
     let (mut epoch, mut after) = (0u64, 0u64);
     let mut backoff = BACKOFF_FIRST;
     let mut connected = false;
     let publish = |update: Update| {
-        if let Some(cache) = cache.upgrade() {
-            cache.on_update(&update);
-        }
+        first(Some(&update));
         let _ = tx.send(update); // nobody subscribed is fine
     };
     while wanted() {
         // A failed connection is the server's absence: wait and try again.
         if let Ok(mut stream) = client.watch_skipping(epoch, after, skip_origin).await {
-            {
-                while let Some(item) = stream.next().await {
-                    let Ok(pb::WatchResponse { kind: Some(kind) }) = item else {
-                        break;
-                    };
-                    let update = match kind {
-                        Kind::Hello(hello) => {
-                            backoff = BACKOFF_FIRST;
-                            connected = true;
-                            epoch = hello.server_epoch;
-                            client.heard_durable(hello.durable);
-                            after = hello.next_seq.saturating_sub(1);
-                            // Even a resumed stream says Reset: whoever listens dropped its
-                            // caches on Disconnected and may trust them again from here.
-                            Update::Reset
-                        }
-                        Kind::Event(event) => {
-                            after = event.seq;
-                            Update::Event(event)
-                        }
-                    };
-                    publish(update);
-                    if !wanted() {
-                        return;
+            while let Some(Ok(item)) = stream.next().await {
+                let update = match item {
+                    WatchItem::Hello(hello) => {
+                        backoff = BACKOFF_FIRST;
+                        connected = true;
+                        epoch = hello.server_epoch;
+                        client.heard_durable(hello.durable);
+                        after = hello.next_seq.saturating_sub(1);
+                        // Even a resumed stream says Reset: whoever listens dropped its
+                        // caches on Disconnected and may trust them again from here.
+                        Update::Reset
                     }
+                    WatchItem::Event(event) => {
+                        after = event.seq;
+                        Update::Event(event)
+                    }
+                    // Something happened that this client cannot read: whatever is cached
+                    // may be stale.
+                    WatchItem::Unknown { seq } => {
+                        after = seq;
+                        Update::Reset
+                    }
+                };
+                publish(update);
+                if !wanted() {
+                    return;
                 }
             }
         }

@@ -45,7 +45,7 @@ pub fn render_page(
         notice,
     }
     .render()
-    .map_err(|e| CartError::Internal(e.to_string()))
+    .map_err(CartError::from)
 }
 
 /// What a form's redirect tells the page it lands on.

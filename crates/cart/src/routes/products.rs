@@ -42,9 +42,7 @@ pub async fn view(
     };
     let token = state.settings.csrf_key.token(&nonce);
     let frame = Frame::new(&state, &req, after.as_ref(), token)?;
-    let html = ProductPage { frame, product }
-        .render()
-        .map_err(|e| CartError::Internal(e.to_string()))?;
+    let html = ProductPage { frame, product }.render()?;
     Ok(super::page(&req, &state, html, nonce, cookie))
 }
 

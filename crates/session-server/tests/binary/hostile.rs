@@ -5,7 +5,7 @@
 
 use super::{Running, start, wait_serving};
 use prost::Message;
-use session_client::{ClientConfig, Ops, Protocol, SessionClient};
+use session_client::{ClientConfig, Ops, Protocol, SessionClient, SessionId};
 use session_proto::{FRAMED_PREFACE, v1 as pb};
 use std::{
     io::{Read, Write},
@@ -94,7 +94,7 @@ fn set(name: &str, value: pb::Value) -> pb::Operation {
 }
 
 /// A session of four attributes of 250 KiB: about 1 MiB, the default session limit.
-async fn one_mib_session(server: &Running) -> String {
+async fn one_mib_session(server: &Running) -> SessionId {
     let client = server.client(Protocol::Framed);
     let mut ops = Ops::new();
     for i in 0..4 {
@@ -151,7 +151,7 @@ async fn bystander_reads(client: &SessionClient, id: &str) {
     assert!(started.elapsed() < CLIENT_TIMEOUT);
 }
 
-async fn bystander(server: &Running) -> (SessionClient, String) {
+async fn bystander(server: &Running) -> (SessionClient, SessionId) {
     let client = server.client(Protocol::Framed);
     let id = client
         .create(Ops::new().set_json("small", &1).expect("json"))
@@ -175,7 +175,7 @@ async fn a_thousand_reads_of_a_1_mib_session_in_one_message_are_bounded_on_both_
             .map(|tag| pb::Call {
                 tag,
                 kind: Some(pb::call::Kind::Get(pb::GetRequest {
-                    id: big.clone(),
+                    id: big.as_str().to_owned(),
                     ..Default::default()
                 })),
             })
@@ -255,7 +255,7 @@ async fn a_thousand_reads_of_a_1_mib_session_in_one_message_are_bounded_on_both_
     let mut too_many = gets(2_000);
     too_many.calls.iter_mut().for_each(|c| {
         c.kind = Some(pb::call::Kind::Invalidate(pb::InvalidateRequest {
-            id: big.clone(),
+            id: big.as_str().to_owned(),
         }))
     });
     conn.write_all(&framed_message(&too_many)).expect("request");
@@ -279,7 +279,7 @@ async fn a_read_naming_one_attribute_many_times_is_refused_or_folded() {
     let (client, small) = bystander(&server).await;
     let mut grpc = server.grpc_client().await;
     let read = move |times: usize| pb::GetRequest {
-        id: big.clone(),
+        id: big.as_str().to_owned(),
         names: vec!["big0".into(); times],
         known_version: 0,
     };
@@ -336,7 +336,7 @@ async fn list_operations_on_long_lists_are_bounded_per_batch() {
         kind: Some(pb::value::Kind::List(pb::ValueList { items })),
     };
     grpc.apply(pb::ApplyRequest {
-        id: id.clone(),
+        id: id.as_str().to_owned(),
         operations: vec![set("recent", list)],
         returning: 0,
     })
@@ -346,7 +346,7 @@ async fn list_operations_on_long_lists_are_bounded_per_batch() {
     let started = Instant::now();
     let status = grpc
         .apply(pb::ApplyRequest {
-            id: id.clone(),
+            id: id.as_str().to_owned(),
             operations: (0..1_024).map(|i| recent(20_000 + i)).collect(),
             returning: 0,
         })
@@ -383,7 +383,7 @@ async fn applies_that_change_many_long_names_keep_the_event_ring_within_its_byte
         calls: vec![pb::Call {
             tag: 1,
             kind: Some(pb::call::Kind::Apply(pb::ApplyRequest {
-                id: id.clone(),
+                id: id.as_str().to_owned(),
                 operations: ops,
                 returning: 0,
             })),

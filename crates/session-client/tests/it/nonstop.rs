@@ -1,7 +1,7 @@
 //! Nonstop and rejoin: a missing server gives Unavailable within the deadline, never a hang,
 //! and the same client works again once the server is back.
 
-mod common;
+use crate::common;
 
 use session_client::{ClientConfig, Error, Ops, Protocol, SessionClient};
 use session_server::config::ServerConfig;

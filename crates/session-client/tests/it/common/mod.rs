@@ -1,6 +1,5 @@
 //! A real session server on 127.0.0.1:0 for a test (the shared `session_server::testing`
 //! fixture), with the clients the tests connect to it.
-#![allow(dead_code)] // each test file uses a different part
 
 use session_client::{ClientConfig, Protocol, SessionClient, watch::Update};
 use session_server::config::ServerConfig;

@@ -1,25 +1,9 @@
-//! The near cache: sessions an app server read or wrote recently, kept coherent by the
-//! session server's watch stream, so that most reads need no round trip.
-//!
-//! Coherence rests on three rules:
-//! - Every change event drops the copy it makes stale. An event for a session that is not
-//!   cached leaves a version "tombstone", so a read that raced with the event cannot store
-//!   the older copy afterwards.
-//! - While the watch stream is down nothing is cached, and every (re)connect clears the cache
-//!   (`Update::Reset`): whatever happened meanwhile is unknown, so nothing survives a rejoin.
-//! - A caller states the oldest version it accepts (the actix integration carries the newest
-//!   version a browser has seen in a cookie), so a write on one app server followed by a read
-//!   on another is never answered with an older copy (read-your-writes, monotonic reads),
-//!   even before that server has heard of the write.
-//!
-//! Reads served here still tell the server about the access, in the background and at most
-//! every [`TOUCH_INTERVAL`], so idle timeouts keep counting real use; and a copy whose own
-//! timeouts have passed is never served.
+//! The near cache's copies and the rules that keep them coherent (see [`super`]), without
+//! timing: the client wrapper feeds it reads, writes and the watch stream's updates.
 
-use crate::{value::Session, watch::Update};
+use crate::{event::Event, id::SessionId, value::Session, watch::Update};
 use lru::LruCache;
 use parking_lot::{Mutex, MutexGuard};
-use session_proto::v1::EventKind;
 use std::{
     num::NonZeroUsize,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -61,7 +45,7 @@ impl Entry {
 
 #[derive(Debug)]
 pub struct NearCache {
-    entries: Mutex<LruCache<String, Entry>>,
+    entries: Mutex<LruCache<SessionId, Entry>>,
     /// True while the watch stream is connected: only then can copies be trusted.
     live: AtomicBool,
     /// Bumped by every clear, so a read that started before one cannot store after it.
@@ -83,7 +67,7 @@ impl NearCache {
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, LruCache<String, Entry>> {
+    fn entries(&self) -> MutexGuard<'_, LruCache<SessionId, Entry>> {
         self.entries.lock()
     }
 
@@ -124,7 +108,9 @@ impl NearCache {
             return;
         }
         let mut entries = self.entries();
-        let known = entries.peek(&session.info.id).map_or(0, Entry::newest);
+        let known = entries
+            .peek(session.info.id.as_str())
+            .map_or(0, Entry::newest);
         if session.info.version < known {
             return;
         }
@@ -148,18 +134,22 @@ impl NearCache {
     pub(crate) fn doubt(&self, id: &str) {
         let mut entries = self.entries();
         let next = entries.peek(id).map_or(0, Entry::newest) + 1;
-        entries.put(id.to_owned(), Entry::tombstone(next));
+        entries.put(SessionId::from(id), Entry::tombstone(next));
     }
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub(crate) fn on_event(&self, event: &session_proto::v1::Event) {
+    pub(crate) fn on_event(&self, event: &Event) {
         let mut entries = self.entries();
-        match event.kind() {
-            EventKind::Changed | EventKind::Created => {
-                let stale = entries.get_mut(&event.session_id);
+        match event.kind {
+            // Ended or moved: the id names nothing any more (the server answers NOT_FOUND).
+            kind if kind.ends_id() => {
+                entries.pop(event.session_id.as_str());
+            }
+            _ => {
+                let stale = entries.get_mut(event.session_id.as_str());
                 match stale {
                     Some(entry) => {
                         entry.known_version = entry.known_version.max(event.version);
@@ -175,10 +165,6 @@ impl NearCache {
                         entries.put(event.session_id.clone(), Entry::tombstone(event.version));
                     }
                 }
-            }
-            // Ended or moved: the id names nothing any more (the server answers NOT_FOUND).
-            _ => {
-                entries.pop(&event.session_id);
             }
         }
     }
@@ -204,8 +190,7 @@ impl NearCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::SessionInfo;
-    use session_proto::v1::Event;
+    use crate::{event::EventKind, value::SessionInfo};
 
     fn session(id: &str, version: u64) -> Session {
         let now = SystemTime::now();
@@ -236,13 +221,20 @@ mod tests {
         }
     }
 
-    fn changed(id: &str, version: u64) -> Event {
+    fn event(kind: EventKind, id: &str, version: u64) -> Event {
         Event {
-            kind: EventKind::Changed as i32,
+            seq: 1,
+            kind,
             session_id: id.into(),
             version,
-            ..Default::default()
+            changed: Vec::new(),
+            new_id: None,
+            at: SystemTime::now(),
         }
+    }
+
+    fn changed(id: &str, version: u64) -> Event {
+        event(EventKind::Changed, id, version)
     }
 
     #[test]
@@ -303,11 +295,7 @@ mod tests {
     fn ended_sessions_are_dropped() {
         let cache = connected();
         cache.store(&session("a", 1), cache.generation());
-        cache.on_event(&Event {
-            kind: EventKind::Invalidated as i32,
-            session_id: "a".into(),
-            ..Default::default()
-        });
+        cache.on_event(&event(EventKind::Invalidated, "a", 0));
         assert_eq!(served(&cache, "a", 0), None);
     }
 

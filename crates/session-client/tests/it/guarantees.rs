@@ -1,6 +1,6 @@
 //! The guarantee the service exists for: concurrent requests never overwrite each other.
 
-mod common;
+use crate::common;
 
 use session_client::{Error, Ops};
 use session_server::config::ServerConfig;

@@ -3,7 +3,7 @@
 //! client; those connections close with the client, and a thread that moves to another
 //! runtime gets a new one.
 
-mod common;
+use crate::common;
 
 use session_client::{Error, Ops, Protocol, SessionClient};
 use session_server::config::ServerConfig;

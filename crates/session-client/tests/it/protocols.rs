@@ -2,7 +2,7 @@
 //! them) share a server and its sessions, and a framed connection that sends nonsense is
 //! told why and closed without disturbing anyone else.
 
-mod common;
+use crate::common;
 
 use prost::Message;
 use session_client::{Ops, Protocol, Value};
@@ -50,7 +50,7 @@ async fn framed_and_grpc_clients_share_the_port_and_the_sessions() {
         .expect("a gRPC connection");
     let got = tool
         .get(pb::GetRequest {
-            id: id.clone(),
+            id: id.as_str().to_owned(),
             ..Default::default()
         })
         .await

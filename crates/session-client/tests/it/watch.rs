@@ -1,29 +1,24 @@
 //! The watch stream: every lifecycle event, in sequence, resumable after a reconnect.
 
-mod common;
+use crate::common;
 
 use futures_util::StreamExt;
-use session_client::{EventKind, Ops, SessionClient, watch};
-use session_proto::v1::{WatchHello, WatchResponse, watch_response::Kind};
+use session_client::{EventKind, Ops, SessionClient, WatchHello, WatchItem, watch};
 use session_server::{clock::ManualClock, config::ServerConfig, store::Limits};
 use std::{sync::Arc, time::Duration};
 
-type Stream =
-    futures_util::stream::BoxStream<'static, Result<WatchResponse, session_client::Error>>;
+type Stream = futures_util::stream::BoxStream<'static, Result<WatchItem, session_client::Error>>;
 
-async fn next(stream: &mut Stream) -> Kind {
+async fn next(stream: &mut Stream) -> WatchItem {
     let item = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .expect("an item within 5 s");
-    item.expect("stream open")
-        .expect("no error")
-        .kind
-        .expect("has a kind")
+    item.expect("stream open").expect("no error")
 }
 
 async fn hello(stream: &mut Stream) -> WatchHello {
     match next(stream).await {
-        Kind::Hello(h) => h,
+        WatchItem::Hello(h) => h,
         other => panic!("expected hello, got {other:?}"),
     }
 }
@@ -32,7 +27,7 @@ async fn events(stream: &mut Stream, n: usize) -> Vec<session_client::Event> {
     let mut out = Vec::new();
     while out.len() < n {
         match next(stream).await {
-            Kind::Event(e) => out.push(e),
+            WatchItem::Event(e) => out.push(e),
             other => panic!("expected an event, got {other:?}"),
         }
     }
@@ -96,7 +91,7 @@ async fn watch_reports_every_lifecycle_event_in_sequence() {
     }
 
     let got = events(&mut stream, 10).await;
-    let kinds: Vec<EventKind> = got.iter().map(|e| e.kind()).collect();
+    let kinds: Vec<EventKind> = got.iter().map(|e| e.kind).collect();
     use EventKind::*;
     assert_eq!(
         &kinds[..6],
@@ -106,13 +101,13 @@ async fn watch_reports_every_lifecycle_event_in_sequence() {
     assert!(kinds[7..].contains(&Evicted), "{kinds:?}");
     assert_eq!(got[1].changed, vec!["l".to_string(), "n".to_string()]);
     assert_eq!(
-        (got[2].session_id.as_str(), got[2].new_id.as_str()),
-        (id.as_str(), rotated.as_str())
+        (got[2].session_id.as_str(), got[2].new_id.as_deref()),
+        (id.as_str(), Some(rotated.as_str()))
     );
     assert_eq!(got[5].session_id, doomed);
     assert!(
         got.iter()
-            .any(|e| e.kind() == Evicted && e.session_id == first)
+            .any(|e| e.kind == Evicted && e.session_id == first)
     );
     for pair in got.windows(2) {
         assert_eq!(

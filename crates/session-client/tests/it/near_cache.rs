@@ -1,8 +1,8 @@
 //! The near cache: reads without a round trip, and never an older copy than allowed.
 
-mod common;
+use crate::common;
 
-use session_client::{Error, Ops, SessionClient, watch::Update};
+use session_client::{CachedClient, Error, Ops, SessionId, watch::Update};
 use session_server::config::ServerConfig;
 use std::{
     num::NonZeroUsize,
@@ -11,7 +11,7 @@ use std::{
 
 const GETS: &str = "session_requests_total{method=\"get\",code=\"ok\"}";
 
-fn cached(server: &common::TestServer) -> SessionClient {
+fn cached(server: &common::TestServer) -> CachedClient {
     server
         .client()
         .with_near_cache(NonZeroUsize::new(1000).expect("non-zero"))
@@ -19,7 +19,7 @@ fn cached(server: &common::TestServer) -> SessionClient {
 
 /// Waits until a read is answered locally: the cache trusts nothing before its watch stream
 /// is connected, and stores a copy on the first read after that.
-async fn warm_up(server: &common::TestServer, client: &SessionClient, id: &str) {
+async fn warm_up(server: &common::TestServer, client: &CachedClient, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let before = gets(server).await;
@@ -36,7 +36,7 @@ async fn warm_up(server: &common::TestServer, client: &SessionClient, id: &str) 
 }
 
 /// A new session made with `ops`, which `client` then answers from its cache.
-async fn cached_session(server: &common::TestServer, client: &SessionClient, ops: Ops) -> String {
+async fn cached_session(server: &common::TestServer, client: &CachedClient, ops: Ops) -> SessionId {
     let id = client.create(ops).await.expect("create").info.id;
     warm_up(server, client, &id).await;
     id
@@ -186,7 +186,7 @@ async fn own_writes_are_announced_by_the_client_and_not_sent_back_by_the_server(
                 (id.as_str(), 0, written.info.version),
                 "announced by the client before the call returned"
             );
-            assert_eq!(e.kind(), session_client::EventKind::Changed);
+            assert_eq!(e.kind, session_client::EventKind::Changed);
             assert_eq!(e.changed, vec!["a".to_owned()]);
         }
         other => panic!("expected the client's own event at once, got {other:?}"),

@@ -1,6 +1,6 @@
 //! Ids, expiry, rotation, invalidation and limits, through the real gRPC server.
 
-mod common;
+use crate::common;
 
 use session_client::{Error, Ops};
 use session_server::{clock::ManualClock, config::ServerConfig, store::Limits};
@@ -216,7 +216,7 @@ async fn least_recently_used_sessions_are_evicted_at_capacity() -> Result<(), Er
         .await?
         .info
         .id;
-    let mut last = String::new();
+    let mut last = session_client::SessionId::from("");
     for _ in 0..40 {
         client.get(&first).await.expect("kept alive by use");
         last = client

@@ -1,6 +1,6 @@
 //! The actix-web integration, over real HTTP against a real session server.
 
-mod common;
+use crate::common;
 
 use actix_web::{App, HttpResponse, HttpServer, get, post, web};
 use reqwest::{Client, Response, header};
