@@ -7,6 +7,9 @@
 //! cargo run --release -p bench -- --write      # the full run that docs/performance.md reports
 //! ```
 
+// A measuring tool run by hand and in CI, never on a request path: it stops with the reason.
+#![allow(clippy::expect_used)]
+
 mod attacks;
 mod floor;
 mod load;

@@ -27,7 +27,7 @@ pub const MIN_KEY_LEN: usize = 32;
 /// The key tokens are made with. Every instance behind one address must share it, and keep it
 /// across restarts, or pages left open get tokens that no longer match.
 #[derive(Clone)]
-pub struct Key(Vec<u8>);
+pub struct Key(Hmac<Sha256>);
 
 /// Never shows the key.
 impl fmt::Debug for Key {
@@ -44,12 +44,19 @@ impl Key {
                 "the CSRF key must be at least {MIN_KEY_LEN} characters long (for example 43 random base64 characters)"
             ));
         }
-        Ok(Self(text.as_bytes().to_vec()))
+        // Keyed once here: a token then costs one copy of the keyed state, and HMAC takes a
+        // key of any length, so this never fails.
+        <Hmac<Sha256> as Mac>::new_from_slice(text.as_bytes())
+            .map(Self)
+            .map_err(|e| format!("the CSRF key cannot key HMAC-SHA256: {e}"))
     }
 
     /// A key of this process only: tokens break across restarts and between instances.
     pub fn random() -> Self {
-        Self(URL_SAFE_NO_PAD.encode(random_bytes::<32>()).into_bytes())
+        // A key of HMAC-SHA256's block size, which its fixed-size constructor takes whole.
+        Self(<Hmac<Sha256> as hmac::digest::KeyInit>::new(
+            &random_bytes::<64>().into(),
+        ))
     }
 
     /// The key in `path`, made there first if the file does not exist (mode 0600). Several
@@ -91,8 +98,7 @@ impl Key {
     }
 
     fn mac(&self, nonce: &str) -> Hmac<Sha256> {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = self.0.clone();
         mac.update(nonce.as_bytes());
         mac
     }
@@ -155,7 +161,7 @@ mod tests {
         let path = dir.join("csrf.key");
         let made = Key::from_file(&path).expect("made");
         let read = Key::from_file(&path).expect("read");
-        assert_eq!(made.0, read.0);
+        assert_eq!(made.token("nonce"), read.token("nonce"), "the same key");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

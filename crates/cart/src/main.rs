@@ -56,12 +56,7 @@ async fn check(url: &str, timeout: Duration) -> anyhow::Result<()> {
 }
 
 async fn serve(args: CartArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    cart::telemetry::init();
     let settings = args.settings().map_err(anyhow::Error::msg)?;
     let listener = std::net::TcpListener::bind(args.listen).map_err(|e| {
         let hint = match e.kind() {

@@ -4,6 +4,8 @@
 //! Needs Debian's `chromium` package (or CHROME=/path/to/chrome). It fails, never skips, when
 //! Chromium is missing. With SCREENSHOTS=DIR it also saves the pictures of docs/tutorial.md.
 
+#![allow(clippy::expect_used)] // tests: a panic is how a test fails
+
 mod common;
 
 use common::{ROOT, free_port};

@@ -5,6 +5,8 @@
 //! Needs a running Docker engine and `docker compose` or `docker-compose`; it fails, never
 //! skips, without them.
 
+#![allow(clippy::expect_used)] // tests: a panic is how a test fails
+
 mod common;
 
 use common::{Browser, ROOT, free_port};

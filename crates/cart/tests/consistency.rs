@@ -1,6 +1,8 @@
 //! Read-your-writes and monotonic reads across servers: whatever the app servers do to go
 //! fast, a browser that writes on one server and reads on the other sees its own write.
 
+#![allow(clippy::expect_used)] // tests: a panic is how a test fails
+
 mod common;
 
 use cart::config::SessionMode;

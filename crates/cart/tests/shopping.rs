@@ -1,5 +1,7 @@
 //! The tutorial, over real HTTP: a session server, two cart instances, one browser.
 
+#![allow(clippy::expect_used)] // tests: a panic is how a test fails
+
 mod common;
 
 use cart::config::SessionMode;

@@ -49,7 +49,7 @@ async fn main() -> std::io::Result<()> {
     if let Ok(url) = std::env::var("SESSION_SERVER") {
         config.endpoints = vec![url];
     }
-    let client = SessionClient::connect_lazy(config).expect("valid address");
+    let client = SessionClient::connect_lazy(config).map_err(std::io::Error::other)?;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(SessionMiddleware::new(client.clone()))

@@ -110,7 +110,7 @@ impl SessionClient {
     }
 
     /// Creates a session with its own timeouts, optionally returning the whole session.
-    #[tracing::instrument(level = "debug", skip_all, fields(ops = ops.len()))]
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "create", ops = ops.len()))]
     pub async fn create_with(
         &self,
         ops: Ops,
@@ -128,7 +128,7 @@ impl SessionClient {
     }
 
     /// Only the named attributes (all when `names` is empty).
-    #[tracing::instrument(level = "debug", skip_all, fields(session = %Prefix(id)))]
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "get", session = %Prefix(id)))]
     pub async fn get_names(&self, id: &str, names: &[&str]) -> Result<Session, Error> {
         let reply = self.transport.call(convert::get(id, names, 0)).await?;
         // Without a known version the server never answers "not modified".
@@ -139,7 +139,7 @@ impl SessionClient {
     }
 
     /// `None` when the session is still at `known_version` (a cheap answer), else the session.
-    #[tracing::instrument(level = "debug", skip_all, fields(session = %Prefix(id)))]
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "get", session = %Prefix(id)))]
     pub async fn get_if_changed(
         &self,
         id: &str,
@@ -156,7 +156,7 @@ impl SessionClient {
 
     /// Like [`apply`](Self::apply), returning the whole session after the write in the same
     /// round trip.
-    #[tracing::instrument(level = "debug", skip_all, fields(session = %Prefix(id), ops = ops.len()))]
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "apply", session = %Prefix(id), ops = ops.len()))]
     pub async fn apply_with(
         &self,
         id: &str,
@@ -167,13 +167,13 @@ impl SessionClient {
         convert::written(self.transport.call(call).await?)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session = %Prefix(id)))]
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "invalidate", session = %Prefix(id)))]
     pub async fn invalidate(&self, id: &str) -> Result<(), Error> {
         convert::invalidated(self.transport.call(convert::invalidate(id)).await?)
     }
 
     /// Gives the session a new id (the old one is NOT_FOUND at once): call it on login.
-    #[tracing::instrument(level = "debug", skip_all, fields(session = %Prefix(id)))]
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "rotate_id", session = %Prefix(id)))]
     pub async fn rotate_id(&self, id: &str) -> Result<SessionInfo, Error> {
         convert::rotated(self.transport.call(convert::rotate_id(id)).await?)
     }

@@ -5,7 +5,7 @@ use std::{fmt, ops::Deref, sync::Arc};
 
 /// How many characters of an id `Debug` and `Display` show: enough to tell sessions apart in
 /// a log, far too few to take one over.
-const SHOWN: usize = 6;
+const SHOWN: usize = 8;
 
 /// A session id as the server made it. `Debug` and `Display` show only its first characters;
 /// the whole id (for a cookie, or a call) is [`as_str`](Self::as_str), or the `str` it
@@ -104,8 +104,8 @@ mod tests {
     #[test]
     fn an_id_never_prints_whole() {
         let id = SessionId::from("abcdefghijklmnopqrstuvwxyz");
-        assert_eq!(id.to_string(), "abcdef…");
-        assert_eq!(format!("{id:?}"), "SessionId(abcdef…)");
+        assert_eq!(id.to_string(), "abcdefgh…");
+        assert_eq!(format!("{id:?}"), "SessionId(abcdefgh…)");
         assert_eq!(id.as_str(), "abcdefghijklmnopqrstuvwxyz");
         assert_eq!(SessionId::from("ab").to_string(), "ab…");
     }

@@ -29,12 +29,6 @@ pub const MAX_KEEP: u32 = 10_000;
 #[error("{0}")]
 pub struct InvalidInput(pub String);
 
-impl From<InvalidInput> for Status {
-    fn from(e: InvalidInput) -> Self {
-        Status::invalid_argument(e.0)
-    }
-}
-
 fn check_content_type(ct: &str) -> Result<(), InvalidInput> {
     if ct.len() > MAX_CONTENT_TYPE_LEN {
         return Err(InvalidInput(format!(
@@ -313,47 +307,116 @@ pub fn watch_response(item: WatchItem, durable: bool) -> pb::WatchResponse {
     pb::WatchResponse { kind: Some(kind) }
 }
 
+/// Why a call failed, before any protocol says how: a request that is not well-formed, or
+/// the store's refusal. The framed pipeline answers it as a `CallError` ([`call_error`]),
+/// gRPC as a status, each at its own edge.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailure {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CallFailure {
+    pub fn code(&self) -> Code {
+        match self {
+            CallFailure::Invalid(_) => Code::InvalidArgument,
+            CallFailure::Store(e) => match e {
+                StoreError::NotFound => Code::NotFound,
+                StoreError::Conflict { .. } => Code::Aborted,
+                StoreError::WrongType { .. } => Code::FailedPrecondition,
+                StoreError::OutOfRange { .. } => Code::OutOfRange,
+                StoreError::LimitExceeded { .. } => Code::ResourceExhausted,
+            },
+        }
+    }
+}
+
+/// A call's failure as the pipeline answers it: the unary RPC's status code and message, and
+/// for a conflict the attribute as it is now (a `Conflict` in `details`).
+pub fn call_error(failure: &CallFailure) -> pb::CallError {
+    let details = match failure {
+        CallFailure::Store(StoreError::Conflict {
+            index,
+            name,
+            current,
+        }) => pb::Conflict {
+            operation_index: *index as u32,
+            current: current.clone().map(|a| attribute(name.clone(), a)),
+        }
+        .encode_to_vec()
+        .into(),
+        _ => Bytes::new(),
+    };
+    pb::CallError {
+        code: failure.code() as i32,
+        message: message(failure),
+        details,
+    }
+}
+
+/// An error that is no call's own (a whole message refused, a connection turned away).
+pub fn refused(code: Code, message: String) -> pb::CallError {
+    pb::CallError {
+        code: code as i32,
+        message,
+        details: Bytes::new(),
+    }
+}
+
+fn message(failure: &CallFailure) -> String {
+    let e = match failure {
+        CallFailure::Invalid(e) => return e.0.clone(),
+        CallFailure::Store(e) => e,
+    };
+    match e {
+        StoreError::NotFound => "session not found: unknown, expired or invalidated".into(),
+        StoreError::LimitExceeded {
+            which,
+            limit,
+            wanted,
+            attr,
+        } => {
+            let what = match which {
+                LimitKind::Session => "session size limit (--max-session-size)".to_owned(),
+                LimitKind::Attribute => format!(
+                    "attribute size limit (--max-attribute-size) on {:?}",
+                    attr.as_deref().unwrap_or_default()
+                ),
+                LimitKind::Sessions => {
+                    return format!(
+                        "the store holds {limit} sessions, the most it can; try again when some have expired"
+                    );
+                }
+                LimitKind::BatchWork => {
+                    return format!(
+                        "batch work limit exceeded: the batch looks at more than {limit} list items (at least {wanted}); split it"
+                    );
+                }
+            };
+            format!("{what} exceeded: the write needs {wanted} bytes, the limit is {limit}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The gRPC edge: the status a unary RPC answers with, the same as the pipeline's `CallError`.
+impl From<CallFailure> for Status {
+    fn from(failure: CallFailure) -> Self {
+        let e = call_error(&failure);
+        Status::with_details(failure.code(), e.message, e.details)
+    }
+}
+
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => {
-                Status::not_found("session not found: unknown, expired or invalidated")
-            }
-            StoreError::Conflict {
-                index,
-                ref name,
-                ref current,
-            } => {
-                let details = pb::Conflict {
-                    operation_index: index as u32,
-                    current: current.clone().map(|a| attribute(name.clone(), a)),
-                };
-                Status::with_details(Code::Aborted, e.to_string(), details.encode_to_vec().into())
-            }
-            StoreError::WrongType { .. } => Status::failed_precondition(e.to_string()),
-            StoreError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
-            StoreError::LimitExceeded {
-                which,
-                limit,
-                wanted,
-                ref attr,
-            } => {
-                let what = match which {
-                    LimitKind::Session => "session size limit (--max-session-size)".to_owned(),
-                    LimitKind::Attribute => format!(
-                        "attribute size limit (--max-attribute-size) on {:?}",
-                        attr.as_deref().unwrap_or_default()
-                    ),
-                    LimitKind::BatchWork => {
-                        return Status::resource_exhausted(format!(
-                            "batch work limit exceeded: the batch looks at more than {limit} list items (at least {wanted}); split it"
-                        ));
-                    }
-                };
-                Status::resource_exhausted(format!(
-                    "{what} exceeded: the write needs {wanted} bytes, the limit is {limit}"
-                ))
-            }
-        }
+        CallFailure::Store(e).into()
+    }
+}
+
+impl From<InvalidInput> for Status {
+    fn from(e: InvalidInput) -> Self {
+        CallFailure::Invalid(e).into()
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::{
     config::ConnectionLimits,
+    convert,
     metrics::Open,
     service::{Answering, SessionServiceImpl, refusal},
     store::SessionStore,
@@ -37,7 +38,7 @@ use tokio_util::{
     task::TaskTracker,
 };
 use tonic::{
-    Status,
+    Code,
     transport::server::{Connected, TcpConnectInfo},
 };
 
@@ -122,11 +123,14 @@ pub async fn accept<S: SessionStore>(
             match preface {
                 Ok(Ok(Preface::Framed)) if health_only => {
                     service.metrics().connection_refused();
-                    let status = Status::resource_exhausted(format!(
-                        "the session server has its limit of {} connections open (--max-connections); try again later",
-                        limits.max_connections
-                    ));
-                    turn_away(stream, status).await;
+                    let error = convert::refused(
+                        Code::ResourceExhausted,
+                        format!(
+                            "the session server has its limit of {} connections open (--max-connections); try again later",
+                            limits.max_connections
+                        ),
+                    );
+                    turn_away(stream, error).await;
                 }
                 Ok(Ok(Preface::Framed)) => {
                     serve(stream, service, max_message, limits.idle_timeout).await;
@@ -213,10 +217,10 @@ async fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> 
     }
 }
 
-/// Answers a framed client's first message with `status` (as a reply of tag 0) and closes.
-async fn turn_away(stream: TcpStream, status: Status) {
+/// Answers a framed client's first message with `error` (as a reply of tag 0) and closes.
+async fn turn_away(stream: TcpStream, error: pb::CallError) {
     let mut replies = FramedWrite::new(stream, codec(usize::MAX));
-    if session_proto::put_frame(replies.write_buffer_mut(), &refusal(status)) {
+    if session_proto::put_frame(replies.write_buffer_mut(), &refusal(error)) {
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
             SinkExt::<Bytes>::flush(&mut replies),
@@ -338,8 +342,8 @@ enum Next {
     Batch(pb::PipelineRequest),
     /// The client closed, or the server is shutting down.
     Close,
-    /// The client sent something to answer with this status before closing.
-    Refuse(Status),
+    /// The client sent something to answer with this error before closing.
+    Refuse(pb::CallError),
 }
 
 /// Serves one framed connection (its preface read): each request message answered in order,
@@ -386,18 +390,20 @@ async fn serve<S: SessionStore>(
             None => Next::Close,
             Some(Ok(bytes)) => match pb::PipelineRequest::decode(bytes.freeze()) {
                 Ok(batch) => Next::Batch(batch),
-                Err(e) => Next::Refuse(Status::invalid_argument(format!(
-                    "malformed message: not a PipelineRequest ({e})"
-                ))),
+                Err(e) => Next::Refuse(convert::refused(
+                    Code::InvalidArgument,
+                    format!("malformed message: not a PipelineRequest ({e})"),
+                )),
             },
             Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
                 tracing::debug!(?idle, "framed connection closed: idle");
                 Next::Close
             }
             Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
-                Next::Refuse(Status::resource_exhausted(format!(
-                    "a message may be at most {max_message} bytes ({e})"
-                )))
+                Next::Refuse(convert::refused(
+                    Code::ResourceExhausted,
+                    format!("a message may be at most {max_message} bytes ({e})"),
+                ))
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "framed connection closed");
@@ -407,12 +413,12 @@ async fn serve<S: SessionStore>(
         let batch = match next {
             Next::Batch(batch) => batch,
             Next::Close => break,
-            Next::Refuse(status) => {
+            Next::Refuse(error) => {
                 tracing::debug!(
-                    message = status.message(),
+                    message = error.message,
                     "framed connection refused a message; closing it"
                 );
-                session_proto::put_frame(replies.write_buffer_mut(), &refusal(status));
+                session_proto::put_frame(replies.write_buffer_mut(), &refusal(error));
                 break;
             }
         };

@@ -46,6 +46,22 @@ impl SessionId {
     }
 }
 
+/// An id as a request spells it, shown as [`SessionId`] shows one (its first 8 characters:
+/// the text of the 6 bytes `Display` encodes), for spans made before the id is parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefix<'a>(pub &'a str);
+
+impl fmt::Display for Prefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let end = self
+            .0
+            .char_indices()
+            .nth(8)
+            .map_or(self.0.len(), |(i, _)| i);
+        write!(f, "{}…", &self.0[..end])
+    }
+}
+
 impl fmt::Display for SessionId {
     /// Only a prefix: full ids are bearer credentials and must never reach a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use session_server::{config::ServeArgs, probe, run, shutdown_signal};
+use session_server::{args::ServeArgs, probe, run, shutdown_signal};
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use tokio::net::TcpListener;
 
@@ -82,13 +82,7 @@ async fn run_command(cli: Cli) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        // Colour only for a terminal: logs in files and containers stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    session_server::telemetry::init();
     let config = args.config().map_err(anyhow::Error::msg)?;
     let grpc = bind(args.listen, "--listen").await?;
     let admin = bind(args.admin_listen, "--admin-listen").await?;

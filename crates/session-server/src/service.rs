@@ -1,9 +1,9 @@
 //! The gRPC face of a [`SessionStore`]: `session.v1.SessionService`.
 
 use crate::{
-    convert,
+    convert::{self, CallFailure, InvalidInput},
     events::EventLog,
-    id::SessionId,
+    id::{Prefix, SessionId},
     metrics::Metrics,
     store::{CreateOptions, GetOutcome, GetQuery, SessionStore, StoreError},
 };
@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 /// Serves one store. Cheap to clone: everything is shared.
 #[derive(Debug)]
@@ -63,16 +63,14 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     async fn observed<T>(
         &self,
         method: &'static str,
-        call: impl Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
+        call: impl Future<Output = Result<T, CallFailure>>,
+    ) -> Result<T, CallFailure> {
         let started = Instant::now();
         let result = call.await;
-        let code = result
-            .as_ref()
-            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        let code = result.as_ref().map_or_else(CallFailure::code, |_| Code::Ok);
         self.metrics.observe(method, code, started.elapsed());
-        if let Err(status) = &result {
-            tracing::debug!(method, code = ?status.code(), message = status.message(), "call failed");
+        if let Err(failure) = &result {
+            tracing::debug!(method, ?code, %failure, "call failed");
         }
         result
     }
@@ -103,10 +101,13 @@ impl Answering {
     /// reply of tag 0 (see docs/protocol.md), its calls left unrun.
     pub fn new(batch: pb::PipelineRequest) -> Result<Self, pb::PipelineResponse> {
         if batch.calls.len() > MAX_CALLS {
-            return Err(refusal(Status::resource_exhausted(format!(
-                "a pipeline message holds at most {MAX_CALLS} calls; this one holds {}",
-                batch.calls.len()
-            ))));
+            return Err(refusal(convert::refused(
+                Code::ResourceExhausted,
+                format!(
+                    "a pipeline message holds at most {MAX_CALLS} calls; this one holds {}",
+                    batch.calls.len()
+                ),
+            )));
         }
         Ok(Self {
             calls: batch.calls.into_iter(),
@@ -119,21 +120,13 @@ impl Answering {
 
 /// A response that answers a whole message with one error: a reply tagged 0, which no call
 /// carries (clients number their calls from 1).
-pub fn refusal(status: Status) -> pb::PipelineResponse {
+pub fn refusal(error: pb::CallError) -> pb::PipelineResponse {
     pb::PipelineResponse {
         replies: vec![pb::Reply {
             tag: 0,
-            kind: Some(call_error(status)),
+            kind: Some(pb::reply::Kind::Error(error)),
         }],
     }
-}
-
-fn call_error(status: Status) -> pb::reply::Kind {
-    pb::reply::Kind::Error(pb::CallError {
-        code: status.code() as i32,
-        message: status.message().to_owned(),
-        details: status.details().to_vec().into(),
-    })
 }
 
 impl<S: SessionStore> SessionServiceImpl<S> {
@@ -157,12 +150,16 @@ impl<S: SessionStore> SessionServiceImpl<S> {
                 let reply = if batch.spent < self.max_batch_reply_bytes {
                     self.answer(call).await
                 } else {
-                    pb::Reply {
-                        tag: call.tag,
-                        kind: Some(call_error(Status::resource_exhausted(format!(
+                    let error = convert::refused(
+                        Code::ResourceExhausted,
+                        format!(
                             "this call's pipeline message was answered with {} bytes already, the limit (--max-batch-reply); send it again in a later message",
                             self.max_batch_reply_bytes
-                        )))),
+                        ),
+                    );
+                    pb::Reply {
+                        tag: call.tag,
+                        kind: Some(pb::reply::Kind::Error(error)),
                     }
                 };
                 if batch.calls.len() == 0 {
@@ -218,9 +215,9 @@ impl<S: SessionStore> SessionServiceImpl<S> {
                 .observed("rotate_id", self.rotate_id_call(r))
                 .await
                 .map(R::RotateId),
-            None => Err(Status::invalid_argument("call has no kind")),
+            None => Err(InvalidInput("call has no kind".into()).into()),
         };
-        let kind = result.unwrap_or_else(call_error);
+        let kind = result.unwrap_or_else(|failure| R::Error(convert::call_error(&failure)));
         pb::Reply {
             tag: call.tag,
             kind: Some(kind),
@@ -230,8 +227,8 @@ impl<S: SessionStore> SessionServiceImpl<S> {
 
 /// A client-supplied id. Text that cannot be an id is answered exactly like an unknown one,
 /// so forged ids learn nothing.
-fn session_id(text: &str) -> Result<SessionId, Status> {
-    SessionId::parse(text).ok_or_else(|| Status::from(StoreError::NotFound))
+fn session_id(text: &str) -> Result<SessionId, CallFailure> {
+    SessionId::parse(text).ok_or(CallFailure::Store(StoreError::NotFound))
 }
 
 fn duration_ms(ms: u64) -> Option<Duration> {
@@ -245,7 +242,8 @@ fn returning_session(value: i32) -> bool {
 /// The calls themselves, shared by the unary RPCs and the pipelines (which call them without
 /// the RPCs' request wrappers and boxed futures).
 impl<S: SessionStore> SessionServiceImpl<S> {
-    async fn create_call(&self, req: pb::CreateRequest) -> Result<pb::WriteResponse, Status> {
+    #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "create"))]
+    async fn create_call(&self, req: pb::CreateRequest) -> Result<pb::WriteResponse, CallFailure> {
         let ops = convert::operations(req.operations)?;
         let options = CreateOptions {
             idle_timeout: duration_ms(req.idle_timeout_ms),
@@ -257,7 +255,8 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         Ok(outcome.into())
     }
 
-    async fn get_call(&self, mut req: pb::GetRequest) -> Result<pb::GetResponse, Status> {
+    #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "get", session = %Prefix(&req.id)))]
+    async fn get_call(&self, mut req: pb::GetRequest) -> Result<pb::GetResponse, CallFailure> {
         let id = session_id(&req.id)?;
         // Only an id's one spelling parses, so the request's text is the reply's id as is.
         let text = std::mem::take(&mut req.id);
@@ -277,7 +276,8 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         })
     }
 
-    async fn apply_call(&self, req: pb::ApplyRequest) -> Result<pb::WriteResponse, Status> {
+    #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "apply", session = %Prefix(&req.id)))]
+    async fn apply_call(&self, req: pb::ApplyRequest) -> Result<pb::WriteResponse, CallFailure> {
         let id = session_id(&req.id)?;
         let ops = convert::operations(req.operations)?;
         let outcome = self
@@ -287,20 +287,22 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         Ok(convert::write_response(outcome, req.id))
     }
 
+    #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "invalidate", session = %Prefix(&req.id)))]
     async fn invalidate_call(
         &self,
         req: pb::InvalidateRequest,
-    ) -> Result<pb::InvalidateResponse, Status> {
+    ) -> Result<pb::InvalidateResponse, CallFailure> {
         let id = session_id(&req.id)?;
         self.store.invalidate(&id).await?;
         tracing::debug!(session = %id, "invalidated");
         Ok(pb::InvalidateResponse {})
     }
 
+    #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "rotate_id", session = %Prefix(&req.id)))]
     async fn rotate_id_call(
         &self,
         req: pb::RotateIdRequest,
-    ) -> Result<pb::RotateIdResponse, Status> {
+    ) -> Result<pb::RotateIdResponse, CallFailure> {
         let id = session_id(&req.id)?;
         let info = self.store.rotate_id(&id).await?;
         tracing::debug!(session = %id, new = %info.id, "id rotated");
@@ -317,7 +319,8 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let call = self.create_call(request.into_inner());
-        self.observed("create", call).await.map(Response::new)
+        let answer = self.observed("create", call).await;
+        answer.map(Response::new).map_err(Status::from)
     }
 
     async fn get(
@@ -325,7 +328,8 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let call = self.get_call(request.into_inner());
-        self.observed("get", call).await.map(Response::new)
+        let answer = self.observed("get", call).await;
+        answer.map(Response::new).map_err(Status::from)
     }
 
     async fn apply(
@@ -333,7 +337,8 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let call = self.apply_call(request.into_inner());
-        self.observed("apply", call).await.map(Response::new)
+        let answer = self.observed("apply", call).await;
+        answer.map(Response::new).map_err(Status::from)
     }
 
     async fn invalidate(
@@ -341,7 +346,8 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         request: Request<pb::InvalidateRequest>,
     ) -> Result<Response<pb::InvalidateResponse>, Status> {
         let call = self.invalidate_call(request.into_inner());
-        self.observed("invalidate", call).await.map(Response::new)
+        let answer = self.observed("invalidate", call).await;
+        answer.map(Response::new).map_err(Status::from)
     }
 
     async fn rotate_id(
@@ -349,7 +355,8 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         request: Request<pb::RotateIdRequest>,
     ) -> Result<Response<pb::RotateIdResponse>, Status> {
         let call = self.rotate_id_call(request.into_inner());
-        self.observed("rotate_id", call).await.map(Response::new)
+        let answer = self.observed("rotate_id", call).await;
+        answer.map(Response::new).map_err(Status::from)
     }
 
     type PipelineStream = BoxStream<'static, Result<pb::PipelineResponse, Status>>;
@@ -408,9 +415,10 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
                 .events
                 .watch(req.server_epoch, req.after_seq, req.skip_origin)
                 .map(move |item| Ok(convert::watch_response(item, durable)));
-            Ok(stream.boxed())
+            Ok::<_, CallFailure>(stream.boxed())
         })
         .await
         .map(Response::new)
+        .map_err(Status::from)
     }
 }

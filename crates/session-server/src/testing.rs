@@ -2,6 +2,8 @@
 //! loopback ports, serving once its health check says SERVING, and stopped cleanly. Behind
 //! the `test-support` feature, which only dev-dependencies turn on.
 
+#![allow(clippy::expect_used)] // a test fixture: a panic is how the test using it fails
+
 use crate::{ServerError, config::ServerConfig, probe};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};

@@ -1,5 +1,7 @@
 //! The built `session-server` binary, as scripts and containers run it.
 
+#![allow(clippy::expect_used)] // tests: a panic is how a test fails
+
 use session_proto::v1::{
     CreateRequest, Operation, SetOp, Value, operation,
     session_service_client::SessionServiceClient, value,

@@ -15,9 +15,9 @@
 //! copy of each short one.
 
 use super::{
-    Attribute, CreateOptions, GetOutcome, GetQuery, Limits, Operation, SESSION_OVERHEAD,
+    Attribute, CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, Operation, SESSION_OVERHEAD,
     SessionInfo, SessionSnapshot, SessionStore, StoreError, Usage, Value, WriteOutcome, batch,
-    table::{SlotNo, Table},
+    table::{MAX_SLOTS, SlotNo, Table},
 };
 use crate::{
     clock::Clock,
@@ -227,9 +227,9 @@ impl MemoryStore {
             session: options.return_session.then(|| entry.snapshot(&id, &[])),
         };
         inner.make_room(entry.size, None, &self.limits, &self.events, now);
-        inner.bytes += entry.size;
-        let due = entry.deadline();
-        inner.sessions.insert(id, entry, due);
+        let (size, due) = (entry.size, entry.deadline());
+        inner.sessions.insert(id, entry, due).map_err(|_| full())?;
+        inner.bytes += size;
         self.events
             .publish(EventKind::Created, &id, 1, changed, None, now);
         Ok(outcome)
@@ -239,7 +239,7 @@ impl MemoryStore {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
         let slot = inner.used(id, now, &self.events)?;
-        let entry = inner.sessions.get(slot);
+        let entry = inner.sessions.get(slot).ok_or(StoreError::NotFound)?;
         if query.known_version == Some(entry.version) {
             return Ok(GetOutcome::NotModified(entry.info(id)));
         }
@@ -258,7 +258,7 @@ impl MemoryStore {
         let Inner {
             sessions, interned, ..
         } = &mut *inner;
-        let entry = sessions.get_mut(slot);
+        let entry = sessions.get_mut(slot).ok_or(StoreError::NotFound)?;
         let staged = batch::stage(
             |name| entry.attrs.get(name),
             entry.size,
@@ -300,7 +300,7 @@ impl MemoryStore {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
         let slot = inner.live(id, now, &self.events)?;
-        let version = inner.remove(slot).version;
+        let version = inner.remove(slot).ok_or(StoreError::NotFound)?.version;
         self.events
             .publish(EventKind::Invalidated, id, version, Vec::new(), None, now);
         Ok(())
@@ -310,13 +310,17 @@ impl MemoryStore {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
         let slot = inner.live(id, now, &self.events)?;
-        let mut entry = inner.remove(slot);
+        let mut entry = inner.remove(slot).ok_or(StoreError::NotFound)?;
         let new_id = SessionId::generate();
         entry.last_access_ms = now;
-        inner.bytes += entry.size;
         let info = entry.info(&new_id);
-        let due = entry.deadline();
-        inner.sessions.insert(new_id, entry, due);
+        let (size, due) = (entry.size, entry.deadline());
+        // The slot just freed takes it: this insert cannot find the table full.
+        inner
+            .sessions
+            .insert(new_id, entry, due)
+            .map_err(|_| full())?;
+        inner.bytes += size;
         self.events.publish(
             EventKind::IdRotated,
             id,
@@ -342,13 +346,22 @@ impl MemoryStore {
                     return (expired, examined);
                 };
                 examined += 1;
-                let real = inner.sessions.get(slot).deadline();
+                let Some(real) = inner.sessions.get(slot).map(Entry::deadline) else {
+                    continue;
+                };
                 if real <= now {
                     let id = *inner.sessions.id(slot);
-                    let version = inner.remove(slot).version;
-                    self.events
-                        .publish(EventKind::Expired, &id, version, Vec::new(), None, now);
-                    expired += 1;
+                    if let Some(entry) = inner.remove(slot) {
+                        self.events.publish(
+                            EventKind::Expired,
+                            &id,
+                            entry.version,
+                            Vec::new(),
+                            None,
+                            now,
+                        );
+                        expired += 1;
+                    }
                 } else {
                     inner.sessions.refile(slot, real);
                 }
@@ -362,10 +375,11 @@ impl Inner {
     /// so expiry holds on every access whether or not a sweep has run.
     fn live(&mut self, id: &SessionId, now: u64, events: &EventLog) -> Result<SlotNo, StoreError> {
         let slot = self.sessions.find(id).ok_or(StoreError::NotFound)?;
-        let entry = self.sessions.get(slot);
+        let entry = self.sessions.get(slot).ok_or(StoreError::NotFound)?;
         if entry.deadline() <= now {
-            let version = self.remove(slot).version;
-            events.publish(EventKind::Expired, id, version, Vec::new(), None, now);
+            if let Some(entry) = self.remove(slot) {
+                events.publish(EventKind::Expired, id, entry.version, Vec::new(), None, now);
+            }
             return Err(StoreError::NotFound);
         }
         Ok(slot)
@@ -375,14 +389,16 @@ impl Inner {
     fn used(&mut self, id: &SessionId, now: u64, events: &EventLog) -> Result<SlotNo, StoreError> {
         let slot = self.live(id, now, events)?;
         self.sessions.touch(slot);
-        self.sessions.get_mut(slot).last_access_ms = now;
+        let entry = self.sessions.get_mut(slot).ok_or(StoreError::NotFound)?;
+        entry.last_access_ms = now;
         Ok(slot)
     }
 
-    fn remove(&mut self, slot: SlotNo) -> Entry {
-        let (_, entry) = self.sessions.remove(slot);
+    /// Takes a session out, `None` if `slot` names none.
+    fn remove(&mut self, slot: SlotNo) -> Option<Entry> {
+        let (_, entry) = self.sessions.remove(slot)?;
         self.bytes -= entry.size;
-        entry
+        Some(entry)
     }
 
     /// Evicts least recently used sessions, never `keep`, until `extra` more bytes fit.
@@ -402,7 +418,9 @@ impl Inner {
                 return; // the one being written is all that is left
             }
             let id = *self.sessions.id(victim);
-            let entry = self.remove(victim);
+            let Some(entry) = self.remove(victim) else {
+                return;
+            };
             tracing::debug!(session = %id, bytes = entry.size, "evicted to stay within capacity");
             events.publish(
                 EventKind::Evicted,
@@ -413,6 +431,16 @@ impl Inner {
                 now,
             );
         }
+    }
+}
+
+/// The error of a create (or a rotation) that finds every slot of the table taken.
+fn full() -> StoreError {
+    StoreError::LimitExceeded {
+        which: LimitKind::Sessions,
+        limit: u64::from(MAX_SLOTS),
+        wanted: u64::from(MAX_SLOTS) + 1,
+        attr: None,
     }
 }
 
@@ -855,7 +883,7 @@ mod tests {
         let mut inner = store.inner.lock();
         let mut stored = |id| {
             let slot = inner.live(id, clock.now_ms(), &events).expect("live");
-            let (name, attr) = &inner.sessions.get(slot).attrs.0[0];
+            let (name, attr) = &inner.sessions.get(slot).expect("a session").attrs.0[0];
             let content_type = attr.value.content_type().expect("bytes");
             (Arc::clone(name), Arc::clone(content_type))
         };

@@ -232,6 +232,8 @@ pub enum LimitKind {
     Attribute,
     /// List items one batch may look at (see [`MAX_BATCH_WORK`]).
     BatchWork,
+    /// Sessions one store holds, whatever their size (`limit` and `wanted` count sessions).
+    Sessions,
 }
 
 /// List items one batch may look at or copy while the store holds its lock: a batch of

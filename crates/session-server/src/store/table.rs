@@ -63,6 +63,13 @@ pub struct Table<V> {
 /// A slot number, valid until that slot is removed.
 pub type SlotNo = u32;
 
+/// Most sessions a table holds: slot numbers are below this (the largest `u32` means none).
+pub const MAX_SLOTS: u32 = NIL;
+
+/// Every slot number is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFull;
+
 fn hash(id: &SessionId) -> u64 {
     let b = id.bytes();
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
@@ -118,41 +125,45 @@ impl<V> Table<V> {
         &self.slot(slot).id
     }
 
-    pub fn get(&self, slot: SlotNo) -> &V {
-        self.slot(slot)
-            .value
-            .as_ref()
-            .expect("a slot number names an occupied slot")
+    /// The value in `slot`; `None` only for a slot number that no longer names a session.
+    pub fn get(&self, slot: SlotNo) -> Option<&V> {
+        self.slot(slot).value.as_ref()
     }
 
-    pub fn get_mut(&mut self, slot: SlotNo) -> &mut V {
-        self.slot_mut(slot)
-            .value
-            .as_mut()
-            .expect("a slot number names an occupied slot")
+    pub fn get_mut(&mut self, slot: SlotNo) -> Option<&mut V> {
+        self.slot_mut(slot).value.as_mut()
     }
 
     /// Adds a session that is not in the table, as the most recently used, filed under `due`.
-    pub fn insert(&mut self, id: SessionId, value: V, due: u64) -> SlotNo {
+    /// Fails only when the table holds [`MAX_SLOTS`] sessions and none has left a slot free.
+    pub fn insert(&mut self, id: SessionId, value: V, due: u64) -> Result<SlotNo, TableFull> {
         let slot = match self.free {
             NIL => {
-                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-                    self.chunks.push(Vec::with_capacity(CHUNK));
-                }
-                let used = (self.chunks.len() - 1) * CHUNK;
-                let last = self.chunks.last_mut().expect("a chunk with room");
-                let n = u32::try_from(used + last.len())
+                let mut chunk = match self.chunks.pop() {
+                    Some(chunk) if chunk.len() < CHUNK => chunk,
+                    Some(full) => {
+                        self.chunks.push(full);
+                        Vec::with_capacity(CHUNK)
+                    }
+                    None => Vec::with_capacity(CHUNK),
+                };
+                let n = u32::try_from(self.chunks.len() * CHUNK + chunk.len())
                     .ok()
-                    .filter(|n| *n != NIL)
-                    .expect("fewer than 2^32 - 1 sessions");
-                last.push(Slot {
-                    id,
-                    lru: UNLINKED,
-                    expiry: UNLINKED,
-                    due: NOT_FILED,
-                    value: Some(value),
-                });
-                n
+                    .filter(|n| *n < MAX_SLOTS);
+                let pushed = n.is_some();
+                if pushed {
+                    chunk.push(Slot {
+                        id,
+                        lru: UNLINKED,
+                        expiry: UNLINKED,
+                        due: NOT_FILED,
+                        value: Some(value),
+                    });
+                }
+                if !chunk.is_empty() {
+                    self.chunks.push(chunk);
+                }
+                n.ok_or(TableFull)?
             }
             free => {
                 self.free = self.slot(free).lru.next;
@@ -168,11 +179,13 @@ impl<V> Table<V> {
         self.link_newest(slot);
         self.file(slot, due);
         self.len += 1;
-        slot
+        Ok(slot)
     }
 
-    /// Takes a session out; its slot number becomes invalid.
-    pub fn remove(&mut self, slot: SlotNo) -> (SessionId, V) {
+    /// Takes a session out; its slot number becomes invalid. `None` for a slot number that
+    /// no longer names a session (nothing changes).
+    pub fn remove(&mut self, slot: SlotNo) -> Option<(SessionId, V)> {
+        self.get(slot)?;
         let id = self.slot(slot).id;
         let chunks = &self.chunks;
         if let Ok(entry) = self
@@ -185,14 +198,14 @@ impl<V> Table<V> {
         self.unfile(slot);
         let free = self.free;
         let s = self.slot_mut(slot);
-        let value = s.value.take().expect("removing an occupied slot");
+        let value = s.value.take()?;
         s.lru = Link {
             prev: NIL,
             next: free,
         };
         self.free = slot;
         self.len -= 1;
-        (id, value)
+        Some((id, value))
     }
 
     /// Marks a session as the most recently used.
@@ -307,10 +320,10 @@ mod tests {
         let slots: Vec<_> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| t.insert(*id, i, 1_000))
+            .map(|(i, id)| t.insert(*id, i, 1_000).expect("room"))
             .collect();
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(t.find(id).map(|s| *t.get(s)), Some(i));
+            assert_eq!(t.find(id).map(|s| *t.get(s).expect("occupied")), Some(i));
         }
         for s in slots.iter().step_by(2) {
             t.remove(*s);
@@ -322,7 +335,7 @@ mod tests {
         // Freed slots are reused rather than growing the slab.
         let more = self::ids(500);
         for id in &more {
-            t.insert(*id, 0, 1_000);
+            t.insert(*id, 0, 1_000).expect("room");
         }
         assert_eq!(t.chunks.iter().map(Vec::len).sum::<usize>(), 1000);
     }
@@ -332,9 +345,9 @@ mod tests {
         let mut t = Table::default();
         let [a, b, c] = [(); 3].map(|_| SessionId::generate());
         let (sa, sb, sc) = (
-            t.insert(a, 'a', 0),
-            t.insert(b, 'b', 0),
-            t.insert(c, 'c', 0),
+            t.insert(a, 'a', 0).expect("room"),
+            t.insert(b, 'b', 0).expect("room"),
+            t.insert(c, 'c', 0).expect("room"),
         );
         assert_eq!(t.least_recently_used(), Some(sa));
         t.touch(sa);
@@ -363,14 +376,17 @@ mod tests {
                 0 | 1 => {
                     let id = SessionId::generate();
                     let due = now + rng.random_range(0..2_000);
-                    t.insert(id, step, due);
+                    t.insert(id, step, due).expect("room");
                     model.insert(id, (step, due));
                     order.push(id);
                 }
                 2 if !order.is_empty() => {
                     let id = order.remove(rng.random_range(0..order.len()));
                     let slot = t.find(&id).expect("a member");
-                    assert_eq!(t.remove(slot), (id, model.remove(&id).expect("modelled").0));
+                    assert_eq!(
+                        t.remove(slot),
+                        Some((id, model.remove(&id).expect("modelled").0))
+                    );
                 }
                 3 if !order.is_empty() => {
                     let id = order.remove(rng.random_range(0..order.len()));
@@ -410,7 +426,10 @@ mod tests {
             );
         }
         for (id, (value, _)) in &model {
-            assert_eq!(t.find(id).map(|s| *t.get(s)), Some(*value));
+            assert_eq!(
+                t.find(id).map(|s| *t.get(s).expect("occupied")),
+                Some(*value)
+            );
         }
     }
 
@@ -418,10 +437,10 @@ mod tests {
     fn only_buckets_wholly_past_are_due_and_removal_unfiles() {
         let mut t = Table::default();
         let id = ids(4);
-        let early = t.insert(id[0], 0, 1_050);
-        let same_bucket = t.insert(id[1], 1, 1_099);
-        let gone = t.insert(id[2], 2, 1_000);
-        let late = t.insert(id[3], 3, 5_000);
+        let early = t.insert(id[0], 0, 1_050).expect("room");
+        let same_bucket = t.insert(id[1], 1, 1_099).expect("room");
+        let gone = t.insert(id[2], 2, 1_000).expect("room");
+        let late = t.insert(id[3], 3, 5_000).expect("room");
         t.remove(gone);
         assert_eq!(t.pop_due(1_099), None, "the bucket has not wholly passed");
         let mut due = vec![t.pop_due(1_100), t.pop_due(1_100)];
