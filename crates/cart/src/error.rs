@@ -1,7 +1,7 @@
 //! What can go wrong on a page, and the friendly page each answer gets. Internal detail goes
 //! to the log only.
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{
     HttpResponse, ResponseError,
     body::{BoxBody, EitherBody},

@@ -9,7 +9,8 @@
 //! - [`csrf`]: form tokens bound to a cookie of their own, so that no page view needs a session.
 //! - [`page`]: the box, "Recently viewed" and the session panel shown on every page.
 //! - [`routes`]: the pages under `/Cart`; [`live`]: server-sent events fed by the watch stream.
-//! - [`error`]: failures and their friendly pages; [`startup`]: building and running the app;
+//! - [`error`]: failures and their friendly pages; [`state`]: what the workers share;
+//!   [`startup`]: building and running the app;
 //!   [`telemetry`]: logs.
 
 pub mod catalog;
@@ -21,6 +22,7 @@ pub mod page;
 pub mod routes;
 pub mod shopper;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 
 pub use routes::LIVE_REFRESH_HEADER;

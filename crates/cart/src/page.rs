@@ -1,7 +1,7 @@
 //! What every page shows around its content: the coloured box, "Recently viewed" and the
 //! session panel.
 
-use crate::{catalog::Product, shopper, startup::AppState};
+use crate::{catalog::Product, shopper, state::AppState};
 use actix_web::HttpRequest;
 use session_client::Session;
 use std::{net::IpAddr, time::SystemTime};

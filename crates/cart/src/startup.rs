@@ -5,6 +5,7 @@ use crate::{
     config::{SessionMode, Settings},
     live::Live,
     routes,
+    state::AppState,
 };
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use session_client::{
@@ -13,24 +14,6 @@ use session_client::{
 };
 use session_server::{Engine, config::ServerConfig};
 use std::{net::TcpListener, sync::Arc};
-
-/// Shared by every worker.
-#[derive(Debug)]
-pub struct AppState {
-    pub settings: Settings,
-    pub catalog: Catalog,
-    pub live: Live,
-    /// Knows what the session server's store keeps across an outage (the 503 page says it).
-    pub sessions: AnyClient,
-    /// This instance's name in sessions (`last_server`): its public port.
-    pub me: String,
-}
-
-impl AppState {
-    pub fn clustered(&self) -> bool {
-        self.settings.mode == SessionMode::Clustered
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -22,7 +22,7 @@
 //! }
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let client = SessionClient::connect_lazy(ClientConfig::default()).expect("valid address");
+//! let client = SessionClient::connect_lazy(ClientConfig::default()).map_err(std::io::Error::other)?;
 //! HttpServer::new(move || App::new().wrap(SessionMiddleware::new(client.clone())).service(visit))
 //!     .bind(("127.0.0.1", 8080))?
 //!     .run()

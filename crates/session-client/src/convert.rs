@@ -3,11 +3,12 @@
 //! [`Error`] (the framed pipeline's `CallError` directly; a gRPC `Status` at its own edge).
 
 use crate::{
+    decode::JSON,
     error::Error,
     event::{Event, EventKind, WatchHello, WatchItem},
     id::SessionId,
     ops::{OpKind, Operation, Ops},
-    value::{Attribute, JSON, OpResult, Session, SessionInfo, Value, WriteResult},
+    value::{Attribute, OpResult, Session, SessionInfo, Value, WriteResult},
 };
 use prost::Message;
 use session_proto::v1::{self as pb, call::Kind as Call, reply::Kind as Reply};

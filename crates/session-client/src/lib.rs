@@ -19,7 +19,7 @@
 //! - [`actix`] (feature `actix`, on by default): middleware and extractor for actix-web.
 //!
 //! Values are bytes with a content type; the JSON helpers (`set_json`, `get_json`, ...) are
-//! the default encoding.
+//! the default encoding ([`decode`]).
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -28,6 +28,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 mod convert;
+pub mod decode;
 pub mod error;
 pub mod event;
 mod id;
@@ -40,9 +41,10 @@ pub use any::AnyClient;
 pub use cache::CachedClient;
 pub use client::SessionClient;
 pub use config::{ClientConfig, DEFAULT_TIMEOUT, Protocol, default_server_url};
+pub use decode::JSON;
 pub use error::Error;
 pub use event::{Event, EventKind, WatchHello, WatchItem};
 pub use id::SessionId;
 pub use ops::Ops;
 pub use transport::LocalService;
-pub use value::{Attribute, JSON, OpResult, Session, SessionInfo, Value, WriteResult};
+pub use value::{Attribute, OpResult, Session, SessionInfo, Value, WriteResult};

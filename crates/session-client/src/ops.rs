@@ -1,8 +1,8 @@
 //! [`Ops`]: the builder of write batches, and the operations it holds.
 
 use crate::{
+    decode::{JSON, json},
     error::Error,
-    value::{JSON, json},
 };
 use bytes::Bytes;
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! `/Cart`: the cart page, and the form that adds and removes items.
 
-use crate::{catalog::Catalog, csrf, error::CartError, page::Frame, shopper, startup::AppState};
+use crate::{catalog::Catalog, csrf, error::CartError, page::Frame, shopper, state::AppState};
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use askama::Template;
 use serde::Deserialize;

@@ -1,6 +1,6 @@
 //! `/Cart/events`: server-sent events telling an open page that its session changed.
 
-use crate::{error::CartError, startup::AppState};
+use crate::{error::CartError, state::AppState};
 use actix_web::{HttpResponse, ResponseError, http::header, web};
 use session_client::actix::RequestSession;
 

@@ -5,7 +5,7 @@ pub(crate) mod cart;
 mod events;
 mod products;
 
-use crate::{csrf, error::CartError, startup::AppState};
+use crate::{csrf, error::CartError, state::AppState};
 use actix_web::{HttpRequest, HttpResponse, Route, guard, http::header, web};
 use std::net::IpAddr;
 

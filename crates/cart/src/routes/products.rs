@@ -1,6 +1,6 @@
 //! `/Cart/products/{id}`: a product's page, which also records it in "Recently viewed".
 
-use crate::{catalog::Product, csrf, error::CartError, page::Frame, shopper, startup::AppState};
+use crate::{catalog::Product, csrf, error::CartError, page::Frame, shopper, state::AppState};
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use askama::Template;
 use session_client::{Ops, actix::RequestSession};

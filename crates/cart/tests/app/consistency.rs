@@ -1,12 +1,8 @@
 //! Read-your-writes and monotonic reads across servers: whatever the app servers do to go
 //! fast, a browser that writes on one server and reads on the other sees its own write.
 
-#![allow(clippy::expect_used)] // tests: a panic is how a test fails
-
-mod common;
-
+use crate::common::{Browser, SessionServer, start_pair};
 use cart::config::SessionMode;
-use common::{Browser, SessionServer, start_pair};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alternating_adds_and_views_across_servers_always_show_the_latest_cart() {

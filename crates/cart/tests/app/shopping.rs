@@ -1,11 +1,7 @@
 //! The tutorial, over real HTTP: a session server, two cart instances, one browser.
 
-#![allow(clippy::expect_used)] // tests: a panic is how a test fails
-
-mod common;
-
+use crate::common::{Browser, SessionServer, start_pair};
 use cart::config::SessionMode;
-use common::{Browser, SessionServer, start_pair};
 use futures_util::future::join_all;
 use std::time::{Duration, Instant};
 
@@ -686,7 +682,7 @@ fn a_cart_given_two_session_servers_refuses_to_start_and_names_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_count_from_trusted_proxies_and_event_streams_are_capped() {
     let server = SessionServer::start().await;
-    let (a, _b) = common::start_pair_with(SessionMode::Clustered, &server.url(), |s| {
+    let (a, _b) = crate::common::start_pair_with(SessionMode::Clustered, &server.url(), |s| {
         s.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
         s.max_event_streams = 2;
     })
@@ -772,7 +768,7 @@ async fn the_small_things_a_shopper_notices() {
     let (a, _b) = start_pair(SessionMode::Clustered, &server.url()).await;
     let browser = Browser::new();
     let cart = format!("{}/Cart", a.base);
-    let selected = |page: &common::Page| {
+    let selected = |page: &crate::common::Page| {
         page.html
             .lines()
             .filter(|l| l.contains(" selected>"))
@@ -824,7 +820,7 @@ async fn the_small_things_a_shopper_notices() {
     );
 
     // The cart page keeps the original's title; a product page is titled by its product.
-    let title = |page: &common::Page| {
+    let title = |page: &crate::common::Page| {
         let start = page.html.find("<title>").expect("title") + "<title>".len();
         let end = page.html.find("</title>").expect("title end");
         page.html[start..end].to_owned()
