@@ -17,6 +17,7 @@ mod procs;
 mod redis_cart;
 mod report;
 mod scenarios;
+mod spans;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use load::Measured;
@@ -69,6 +70,9 @@ enum Part {
     /// Cart page views and adds with the binaries the sample scripts and the images build
     /// (profile `sample`) against the fully optimised ones (`release`).
     Profiles,
+    /// No target of the issues' list, one of the code's: what the `debug` spans on every call
+    /// cost while logs are at `info` (under 2% of the cheapest call).
+    Spans,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,14 +130,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::bail!("--write records a whole run: leave out --only");
     }
     let wanted = |part| cli.only.is_empty() || cli.only.contains(&part);
+    let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
+    let mut report = Report::new(duration, cli.connections, rounds);
+    if wanted(Part::Spans) {
+        eprintln!("the cost of disabled spans...");
+        let (spans, get) = spans::measure(rounds).await?;
+        eprintln!("two disabled spans: {spans:.1} ns a call; an in-process get: {get:.0} ns");
+        report.comparisons.push(Comparison::at_most(
+            "spans: two disabled / an in-process get",
+            spans,
+            get,
+            0.02,
+        ));
+        if cli.only.iter().all(|p| *p == Part::Spans) {
+            print!("{}", report.text());
+            return Ok(());
+        }
+    }
     let big = cli
         .sessions
         .unwrap_or(if cli.quick { 50_000 } else { 1_000_000 });
     let small = 10_000.min(big);
     eprintln!("building release binaries...");
     let release = procs::build_release()?;
-    let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
-    let mut report = Report::new(duration, cli.connections, rounds);
 
     let redis = procs::redis_server()?;
     if wanted(Part::Cart) {
