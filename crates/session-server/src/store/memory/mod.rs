@@ -12,11 +12,13 @@
 //! proportional to what expired (and what was due for re-filing), not to how many sessions exist.
 //!
 //! Attribute names and content types repeat across sessions, so the store keeps one shared
-//! copy of each short one.
+//! copy of each short one (`entry.rs`, with a session's entry and attributes).
+
+mod entry;
 
 use super::{
-    Attribute, CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, Operation, SESSION_OVERHEAD,
-    SessionInfo, SessionSnapshot, SessionStore, StoreError, Usage, Value, WriteOutcome, batch,
+    CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, Operation, SESSION_OVERHEAD,
+    SessionInfo, SessionStore, StoreError, Usage, WriteOutcome, batch,
     table::{MAX_SLOTS, SlotNo, Table},
 };
 use crate::{
@@ -24,18 +26,13 @@ use crate::{
     events::{EventKind, EventLog},
     id::SessionId,
 };
-use bytes::Bytes;
+use entry::{Attrs, Entry, commit};
 use parking_lot::Mutex;
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::HashSet,
     future::{Future, ready},
     sync::Arc,
 };
-
-/// Distinct names and content types shared at most; beyond, each is stored on its own.
-const MAX_INTERNED: usize = 1024;
-/// Longest text shared: longer names are rare and would make the shared set costly.
-const MAX_INTERNED_LEN: usize = 64;
 
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -52,128 +49,6 @@ struct Inner {
     /// Sum of every entry's `size`.
     bytes: u64,
     interned: HashSet<Arc<str>>,
-}
-
-/// A session's attributes, sorted by name. Sessions hold few attributes, and a vector costs
-/// a fraction of a B-tree, whose smallest node has room for eleven.
-#[derive(Debug, Clone, Default)]
-struct Attrs(Vec<(Arc<str>, Attribute)>);
-
-impl Attrs {
-    fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(n, _)| (**n).cmp(name))
-    }
-
-    fn get(&self, name: &str) -> Option<&Attribute> {
-        self.find(name).ok().map(|i| &self.0[i].1)
-    }
-
-    /// Sets `name` to `attr`; `shared_name` makes the key only for a name not there yet (a
-    /// rewritten attribute keeps the one it has).
-    fn insert(&mut self, name: &str, attr: Attribute, shared_name: impl FnOnce() -> Arc<str>) {
-        match self.find(name) {
-            Ok(i) => self.0[i].1 = attr,
-            Err(i) => {
-                self.0.reserve_exact(1); // a vector's first growth would leave room for four
-                self.0.insert(i, (shared_name(), attr));
-            }
-        }
-    }
-
-    fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.find(name) {
-            self.0.remove(i);
-            self.0.shrink_to_fit();
-        }
-    }
-
-    fn to_map(&self) -> BTreeMap<String, Attribute> {
-        self.0
-            .iter()
-            .map(|(n, a)| (n.to_string(), copy_out(a)))
-            .collect()
-    }
-}
-
-/// A copy of a stored attribute for a reader. Its bytes are copied, not shared: sharing a
-/// `Bytes` allocates a header and keeps it for the stored value's life, 32 bytes per session
-/// read, while a copy of a session-sized value is a fraction of the call's cost.
-fn copy_out(attr: &Attribute) -> Attribute {
-    let value = match &attr.value {
-        Value::Bytes { content_type, data } => Value::Bytes {
-            content_type: Arc::clone(content_type),
-            data: Bytes::copy_from_slice(data),
-        },
-        Value::List {
-            content_type,
-            items,
-        } => Value::List {
-            content_type: Arc::clone(content_type),
-            items: items.iter().map(|i| Bytes::copy_from_slice(i)).collect(),
-        },
-        Value::Counter(n) => Value::Counter(*n),
-    };
-    Attribute {
-        value,
-        version: attr.version,
-    }
-}
-
-/// The shared copy of `text`, made on first sight while there is room.
-fn intern(set: &mut HashSet<Arc<str>>, text: &str) -> Arc<str> {
-    if let Some(shared) = set.get(text) {
-        return Arc::clone(shared);
-    }
-    let new: Arc<str> = text.into();
-    if set.len() < MAX_INTERNED && text.len() <= MAX_INTERNED_LEN {
-        set.insert(Arc::clone(&new));
-    }
-    new
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    attrs: Attrs,
-    version: u64,
-    created_ms: u64,
-    last_access_ms: u64,
-    idle_ms: u64,
-    lifetime_ms: u64,
-    size: u64,
-}
-
-impl Entry {
-    fn deadline(&self) -> u64 {
-        (self.last_access_ms.saturating_add(self.idle_ms))
-            .min(self.created_ms.saturating_add(self.lifetime_ms))
-    }
-
-    fn info(&self, id: &SessionId) -> SessionInfo {
-        SessionInfo {
-            id: *id,
-            version: self.version,
-            created_at_ms: self.created_ms,
-            last_access_ms: self.last_access_ms,
-            idle_timeout_ms: self.idle_ms,
-            max_lifetime_ms: self.lifetime_ms,
-            size_bytes: self.size,
-        }
-    }
-
-    fn snapshot(&self, id: &SessionId, names: &[String]) -> SessionSnapshot {
-        let attributes = if names.is_empty() {
-            self.attrs.to_map()
-        } else {
-            names
-                .iter()
-                .filter_map(|n| self.attrs.get(n).map(|a| (n.clone(), copy_out(a))))
-                .collect()
-        };
-        SessionSnapshot {
-            info: self.info(id),
-            attributes,
-        }
-    }
 }
 
 impl MemoryStore {
@@ -444,38 +319,6 @@ fn full() -> StoreError {
     }
 }
 
-/// Applies staged changes; returns the changed names for the event.
-fn commit(
-    entry: &mut Entry,
-    changes: BTreeMap<String, Option<Attribute>>,
-    size: u64,
-    interned: &mut HashSet<Arc<str>>,
-) -> Vec<String> {
-    let mut names = Vec::with_capacity(changes.len());
-    for (name, new) in changes {
-        match new {
-            Some(mut attr) => {
-                // Most writes replace a value of the same type: its name and content type are
-                // already shared ones, found without a lookup in `interned`.
-                let old_type = entry.attrs.get(&name).and_then(|a| a.value.content_type());
-                if let Value::Bytes { content_type, .. } | Value::List { content_type, .. } =
-                    &mut attr.value
-                {
-                    *content_type = match old_type {
-                        Some(same) if **same == **content_type => Arc::clone(same),
-                        _ => intern(interned, content_type),
-                    };
-                }
-                entry.attrs.insert(&name, attr, || intern(interned, &name));
-            }
-            None => entry.attrs.remove(&name),
-        }
-        names.push(name);
-    }
-    entry.size = size;
-    names
-}
-
 fn duration_ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -539,7 +382,7 @@ mod tests {
     use super::*;
     use crate::{
         clock::ManualClock,
-        store::{LimitKind, OpKind},
+        store::{Attribute, OpKind, Value},
     };
     use bytes::Bytes;
     use std::time::Duration;
