@@ -1,6 +1,6 @@
 //! The in-memory store: the embedded default.
 //!
-//! One mutex guards a [`Table`] of sessions in least-recently-used order with an expiry
+//! One mutex guards a `Table` of sessions in least-recently-used order with an expiry
 //! index (see `table.rs` for why it is not a general-purpose map). Critical sections
 //! are a hash lookup and a few small edits, far shorter than the gRPC work around them, so one
 //! lock keeps eviction exactly LRU and the byte count exact without hurting throughput.
