@@ -34,7 +34,6 @@ use std::{
 #[derive(Clone)]
 pub struct SessionClient {
     transport: Transport,
-    timeout: Duration,
     /// What the last watch hello said of the server's store (see
     /// [`SessionClient::store_is_durable`]); shared by every clone.
     durable: Arc<AtomicU8>,
@@ -49,7 +48,7 @@ impl fmt::Debug for SessionClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionClient")
             .field("transport", &self.transport.name())
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.timeout())
             .finish()
     }
 }
@@ -58,27 +57,24 @@ impl SessionClient {
     /// A client that connects on first use (and reconnects after failures), so an app can
     /// start before the session server does.
     pub fn connect_lazy(config: ClientConfig) -> Result<Self, Error> {
-        Ok(Self::on(Transport::connect_lazy(&config)?, config.timeout))
+        Ok(Self::on(Transport::connect_lazy(&config)?))
     }
 
     /// A client of a service in this process: same semantics, no network, nothing shared.
     pub fn in_process(service: Arc<LocalService>) -> Self {
-        Self::on(
-            Transport::in_process(service, DEFAULT_TIMEOUT),
-            DEFAULT_TIMEOUT,
-        )
+        Self::on(Transport::in_process(service, DEFAULT_TIMEOUT))
     }
 
-    fn on(transport: Transport, timeout: Duration) -> Self {
+    fn on(transport: Transport) -> Self {
         Self {
             transport,
-            timeout,
             durable: Arc::new(AtomicU8::new(DURABILITY_UNKNOWN)),
         }
     }
 
+    /// The deadline of each call.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.transport.timeout()
     }
 
     /// Tags this client's calls (0: untagged), so that a watch can leave out their events.

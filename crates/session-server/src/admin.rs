@@ -1,6 +1,6 @@
 //! The admin HTTP port: `/metrics` (Prometheus text) and `/healthz`.
 
-use crate::{events::EventLog, metrics::Metrics, store::SessionStore};
+use crate::{Engine, store::SessionStore};
 use axum::{
     Router,
     extract::State,
@@ -15,9 +15,7 @@ use std::sync::{
 
 #[derive(Debug)]
 pub struct AdminState<S> {
-    pub store: Arc<S>,
-    pub events: Arc<EventLog>,
-    pub metrics: Arc<Metrics>,
+    pub engine: Engine<S>,
     /// Cleared when shutdown begins, so load balancers stop sending work first.
     pub serving: Arc<AtomicBool>,
 }
@@ -25,9 +23,7 @@ pub struct AdminState<S> {
 impl<S> Clone for AdminState<S> {
     fn clone(&self) -> Self {
         Self {
-            store: Arc::clone(&self.store),
-            events: Arc::clone(&self.events),
-            metrics: Arc::clone(&self.metrics),
+            engine: self.engine.clone(),
             serving: Arc::clone(&self.serving),
         }
     }
@@ -46,7 +42,8 @@ async fn metrics<S: SessionStore>(
     State(state): State<AdminState<S>>,
     headers: HeaderMap,
 ) -> impl IntoResponse {
-    let body = state.metrics.render(state.store.usage(), &state.events);
+    let engine = &state.engine;
+    let body = engine.metrics.render(engine.store.usage(), &engine.events);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

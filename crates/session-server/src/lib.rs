@@ -70,7 +70,8 @@ pub struct Engine<S = MemoryStore> {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down; ends long-lived streams.
     pub closing: CancellationToken,
-    max_batch_reply_bytes: u64,
+    /// Bytes of replies one pipeline message may get.
+    pub(crate) max_batch_reply_bytes: u64,
 }
 
 impl<S> Clone for Engine<S> {
@@ -114,13 +115,7 @@ impl<S: SessionStore> Engine<S> {
     }
 
     pub fn service(&self) -> SessionServiceImpl<S> {
-        SessionServiceImpl::new(
-            Arc::clone(&self.store),
-            Arc::clone(&self.events),
-            Arc::clone(&self.metrics),
-            self.closing.clone(),
-            self.max_batch_reply_bytes,
-        )
+        SessionServiceImpl::new(self.clone())
     }
 
     /// Sweeps expired sessions out of memory every `interval` until `stop` is cancelled.

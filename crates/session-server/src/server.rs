@@ -77,9 +77,7 @@ pub async fn serve<S: SessionStore>(
 
     let serving = Arc::new(AtomicBool::new(true));
     let admin_app = admin::router(AdminState {
-        store: Arc::clone(&engine.store),
-        events: Arc::clone(&engine.events),
-        metrics: Arc::clone(&engine.metrics),
+        engine: engine.clone(),
         serving: Arc::clone(&serving),
     });
 

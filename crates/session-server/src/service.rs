@@ -1,8 +1,8 @@
 //! The gRPC face of a [`SessionStore`]: `session.v1.SessionService`.
 
 use crate::{
+    Engine,
     convert::{self, CallFailure, InvalidInput},
-    events::EventLog,
     id::{Prefix, SessionId},
     metrics::Metrics,
     store::{CreateOptions, GetOutcome, GetQuery, SessionStore, StoreError},
@@ -17,46 +17,23 @@ use std::{
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-/// Serves one store. Cheap to clone: everything is shared.
+/// Serves one engine's store. Cheap to clone: everything is shared.
 #[derive(Debug)]
 pub struct SessionServiceImpl<S> {
-    store: Arc<S>,
-    events: Arc<EventLog>,
-    metrics: Arc<Metrics>,
-    /// Cancelled when shutdown begins: long-lived pipeline streams end between batches, so
-    /// clients move on instead of holding the server open through its grace period.
-    closing: CancellationToken,
-    /// Bytes of replies one pipeline message may get.
-    max_batch_reply_bytes: u64,
+    engine: Engine<S>,
 }
 
 impl<S> Clone for SessionServiceImpl<S> {
     fn clone(&self) -> Self {
         Self {
-            store: Arc::clone(&self.store),
-            events: Arc::clone(&self.events),
-            metrics: Arc::clone(&self.metrics),
-            closing: self.closing.clone(),
-            max_batch_reply_bytes: self.max_batch_reply_bytes,
+            engine: self.engine.clone(),
         }
     }
 }
 
 impl<S: SessionStore> SessionServiceImpl<S> {
-    pub fn new(
-        store: Arc<S>,
-        events: Arc<EventLog>,
-        metrics: Arc<Metrics>,
-        closing: CancellationToken,
-        max_batch_reply_bytes: u64,
-    ) -> Self {
-        Self {
-            store,
-            events,
-            metrics,
-            closing,
-            max_batch_reply_bytes,
-        }
+    pub fn new(engine: Engine<S>) -> Self {
+        Self { engine }
     }
 
     /// Runs one call, recording its outcome and latency.
@@ -68,7 +45,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         let started = Instant::now();
         let result = call.await;
         let code = result.as_ref().map_or_else(CallFailure::code, |_| Code::Ok);
-        self.metrics.observe(method, code, started.elapsed());
+        self.engine.metrics.observe(method, code, started.elapsed());
         if let Err(failure) = &result {
             tracing::debug!(method, ?code, %failure, "call failed");
         }
@@ -147,14 +124,14 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         let answers = async {
             let mut size = 0;
             while let Some(call) = batch.calls.next() {
-                let reply = if batch.spent < self.max_batch_reply_bytes {
+                let reply = if batch.spent < self.engine.max_batch_reply_bytes {
                     self.answer(call).await
                 } else {
                     let error = convert::refused(
                         Code::ResourceExhausted,
                         format!(
                             "this call's pipeline message was answered with {} bytes already, the limit (--max-batch-reply); send it again in a later message",
-                            self.max_batch_reply_bytes
+                            self.engine.max_batch_reply_bytes
                         ),
                     );
                     pb::Reply {
@@ -182,16 +159,16 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.engine.metrics
     }
 
     pub fn metrics_handle(&self) -> Arc<Metrics> {
-        Arc::clone(&self.metrics)
+        Arc::clone(&self.engine.metrics)
     }
 
     /// Cancelled when shutdown begins.
     pub fn closing(&self) -> &CancellationToken {
-        &self.closing
+        &self.engine.closing
     }
 
     /// One call of a pipeline, answered exactly as its unary RPC would be.
@@ -250,7 +227,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
             max_lifetime: duration_ms(req.max_lifetime_ms),
             return_session: returning_session(req.returning),
         };
-        let outcome = self.store.create(options, ops).await?;
+        let outcome = self.engine.store.create(options, ops).await?;
         tracing::debug!(session = %outcome.info.id, "created");
         Ok(outcome.into())
     }
@@ -261,7 +238,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         // Only an id's one spelling parses, so the request's text is the reply's id as is.
         let text = std::mem::take(&mut req.id);
         let query = GetQuery::try_from(req)?;
-        Ok(match self.store.get(&id, query).await? {
+        Ok(match self.engine.store.get(&id, query).await? {
             GetOutcome::Found(snapshot) => pb::GetResponse {
                 not_modified: false,
                 session: Some(convert::session(snapshot, text)),
@@ -281,6 +258,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         let id = session_id(&req.id)?;
         let ops = convert::operations(req.operations)?;
         let outcome = self
+            .engine
             .store
             .apply(&id, ops, returning_session(req.returning))
             .await?;
@@ -293,7 +271,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         req: pb::InvalidateRequest,
     ) -> Result<pb::InvalidateResponse, CallFailure> {
         let id = session_id(&req.id)?;
-        self.store.invalidate(&id).await?;
+        self.engine.store.invalidate(&id).await?;
         tracing::debug!(session = %id, "invalidated");
         Ok(pb::InvalidateResponse {})
     }
@@ -304,7 +282,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         req: pb::RotateIdRequest,
     ) -> Result<pb::RotateIdResponse, CallFailure> {
         let id = session_id(&req.id)?;
-        let info = self.store.rotate_id(&id).await?;
+        let info = self.engine.store.rotate_id(&id).await?;
         tracing::debug!(session = %id, new = %info.id, "id rotated");
         Ok(pb::RotateIdResponse {
             info: Some(info.into()),
@@ -382,7 +360,7 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
                         return Some((Ok(response), Some((incoming, service, batch))));
                     }
                     let message = tokio::select! {
-                        _ = service.closing.cancelled() => return None,
+                        _ = service.engine.closing.cancelled() => return None,
                         message = incoming.message() => message,
                     };
                     match message {
@@ -410,8 +388,9 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.observed("watch", async {
             let req = request.into_inner();
-            let durable = self.store.durable();
+            let durable = self.engine.store.durable();
             let stream = self
+                .engine
                 .events
                 .watch(req.server_epoch, req.after_seq, req.skip_origin)
                 .map(move |item| Ok(convert::watch_response(item, durable)));

@@ -28,6 +28,10 @@ impl Local {
         Self { service, timeout }
     }
 
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// One call, answered as the pipeline answers it: a reply, or the service's status as the
     /// reply's `CallError`.
     pub(crate) async fn call(&self, call: Call) -> Result<Reply, Error> {

@@ -149,6 +149,14 @@ impl Transport {
         }
     }
 
+    /// The deadline of each call.
+    pub(crate) fn timeout(&self) -> Duration {
+        match self {
+            Self::Remote { timeout, .. } => *timeout,
+            Self::Local(local) => local.timeout(),
+        }
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Remote { .. } => "remote",

@@ -65,8 +65,8 @@ pub fn stage<'s>(
             version,
         };
         let (change, result) = run(&at, kind, current)?;
-        let new = match change {
-            Change::Keep => None,
+        match change {
+            Change::Keep => {}
             Change::Set(attr) => {
                 let size = attr.size(&name);
                 if size > limits.max_attribute_bytes {
@@ -77,12 +77,11 @@ pub fn stage<'s>(
                         attr: Some(name),
                     });
                 }
-                Some(Some(attr))
+                changes.insert(name, Some(attr));
             }
-            Change::Remove => Some(None),
-        };
-        if let Some(new) = new {
-            changes.insert(name, new);
+            Change::Remove => {
+                changes.insert(name, None);
+            }
         }
         results.push(result);
     }
