@@ -150,6 +150,7 @@ fn pipeline(calls: Vec<pb::call::Kind>) -> Vec<u8> {
             })
             .collect(),
         origin: 0,
+        hello: None,
     };
     let mut out = prost::bytes::BytesMut::new();
     session_proto::put_frame(&mut out, &request);

@@ -175,6 +175,7 @@ impl Store {
             endpoints: vec![format!("http://{server}")],
             timeout: Duration::from_secs(5),
             protocol,
+            ..ClientConfig::default()
         })?;
         Ok(Self::Ours {
             client,

@@ -1,7 +1,7 @@
 //! Configuration of a cart instance: flags, each with an environment variable twin.
 
 use crate::csrf;
-use session_client::{DEFAULT_TIMEOUT, Protocol, default_server_url};
+use session_client::{DEFAULT_TIMEOUT, Protocol, TlsOptions, Token, default_server_url};
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
@@ -17,6 +17,9 @@ pub const DEFAULT_NEAR_CACHE: usize = 100_000;
 
 /// Live-update streams (`/Cart/events`) an instance keeps open at once.
 pub const DEFAULT_MAX_EVENT_STREAMS: usize = 1024;
+
+/// The app the cart's sessions belong to on the session server.
+pub const DEFAULT_APP: &str = "cart";
 
 /// Where the catalogue lives in a checkout; containers point `--catalog` elsewhere.
 pub const DEFAULT_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/cart");
@@ -35,9 +38,55 @@ pub struct CartArgs {
     #[arg(long, env = "CART_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], FIRST_PORT)))]
     pub listen: SocketAddr,
 
-    /// Session server address(es), comma-separated.
+    /// Session server address(es), comma-separated: http://HOST:PORT, or https://HOST:PORT
+    /// for TLS.
     #[arg(long, env = "CART_SESSION_SERVER", default_values_t = [default_server_url()], value_delimiter = ',')]
     pub session_server: Vec<String>,
+
+    /// The app token the session server knows the cart by (docs/security.md).
+    #[arg(
+        long,
+        env = "CART_SESSION_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "session_token_file"
+    )]
+    pub session_token: Option<String>,
+
+    /// A file holding that token (the start scripts' target/sample/secrets/cart.token).
+    #[arg(long, env = "CART_SESSION_TOKEN_FILE", value_name = "FILE")]
+    pub session_token_file: Option<PathBuf>,
+
+    /// The app the cart's sessions belong to (a token names its app, which must be this).
+    #[arg(long, env = "CART_SESSION_APP", default_value = DEFAULT_APP)]
+    pub session_app: String,
+
+    /// The CA (PEM) that signed the session server's certificate, for an https:// address;
+    /// without it, the system's CAs.
+    #[arg(long, env = "CART_SESSION_CA", value_name = "FILE")]
+    pub session_ca: Option<PathBuf>,
+
+    /// A client certificate (PEM) to present to the session server (mutual TLS).
+    #[arg(
+        long,
+        env = "CART_SESSION_CLIENT_CERT",
+        requires = "session_client_key",
+        value_name = "FILE"
+    )]
+    pub session_client_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --session-client-cert.
+    #[arg(
+        long,
+        env = "CART_SESSION_CLIENT_KEY",
+        requires = "session_client_cert",
+        value_name = "FILE"
+    )]
+    pub session_client_key: Option<PathBuf>,
+
+    /// This instance's name in the session server's logs and statistics (default:
+    /// cart-PUBLIC_PORT).
+    #[arg(long, env = "CART_NODE")]
+    pub node: Option<String>,
 
     /// Where sessions live.
     #[arg(long, env = "CART_SESSIONS", value_enum, default_value_t = SessionMode::Clustered)]
@@ -116,6 +165,12 @@ pub struct Settings {
     pub session_servers: Vec<String>,
     pub session_timeout: Duration,
     pub session_protocol: Protocol,
+    /// The app the cart's sessions belong to, and its token (if the server wants one).
+    pub session_app: String,
+    pub session_token: Option<Token>,
+    pub session_tls: TlsOptions,
+    /// This instance's name in the session server's logs.
+    pub node: String,
     pub secure_cookie: Option<bool>,
     pub catalog: PathBuf,
     pub near_cache: usize,
@@ -154,6 +209,17 @@ impl CartArgs {
                 csrf::Key::random()
             }
         };
+        let session_token = match (&self.session_token, &self.session_token_file) {
+            (Some(token), _) => Some(Token::new(token.as_str())),
+            (None, Some(path)) => Some(Token::from_file(path).map_err(|e| e.to_string())?),
+            (None, None) => None,
+        };
+        let identity = self
+            .session_client_cert
+            .as_deref()
+            .zip(self.session_client_key.as_deref());
+        let session_tls = TlsOptions::from_files(self.session_ca.as_deref(), identity)
+            .map_err(|e| e.to_string())?;
         Ok(Settings {
             public_port,
             peer_port,
@@ -162,6 +228,13 @@ impl CartArgs {
             session_servers: self.session_server.clone(),
             session_timeout: self.session_timeout,
             session_protocol: self.session_protocol,
+            session_app: self.session_app.clone(),
+            session_token,
+            session_tls,
+            node: self
+                .node
+                .clone()
+                .unwrap_or_else(|| format!("cart-{public_port}")),
             secure_cookie: self.secure_cookie.then_some(true),
             catalog: self.catalog.clone(),
             near_cache: self.near_cache,
@@ -189,6 +262,10 @@ impl Settings {
             session_servers: vec![default_server_url()],
             session_timeout: DEFAULT_TIMEOUT,
             session_protocol: Protocol::default(),
+            session_app: DEFAULT_APP.into(),
+            session_token: None,
+            session_tls: TlsOptions::default(),
+            node: format!("cart-{public_port}"),
             secure_cookie: None,
             catalog: DEFAULT_CATALOG.into(),
             near_cache: DEFAULT_NEAR_CACHE,

@@ -16,7 +16,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use std::{fmt, io::Write, path::Path};
+use std::{fmt, path::Path};
 
 /// The cookie that holds a browser's nonce.
 pub const COOKIE: &str = "cart_csrf";
@@ -63,23 +63,9 @@ impl Key {
     /// instances starting together agree: the file appears whole or not at all.
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let failed = |e: std::io::Error| format!("CSRF key file {}: {e}", path.display());
-        if !path.exists() {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp).map_err(failed)?;
-            let written = writeln!(file, "{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
-                .and_then(|()| file.sync_all());
-            // A link fails if the file appeared meanwhile: then the other instance's stands.
-            let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => tracing::info!(path = %path.display(), "made a new CSRF key"),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(failed(e)),
-            }
+        let key = format!("{}\n", session_server::secrets::random_token());
+        if session_server::secrets::write_new(path, &key).map_err(failed)? {
+            tracing::info!(path = %path.display(), "made a new CSRF key");
         }
         let text = std::fs::read_to_string(path).map_err(failed)?;
         Self::new(&text).map_err(|e| format!("CSRF key file {}: {e}", path.display()))

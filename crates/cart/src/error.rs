@@ -30,6 +30,10 @@ pub enum CartError {
     BadForm(String),
     #[error("no such page")]
     NotFound,
+    /// The session server refuses the cart's credential: a configuration to fix, which
+    /// shoppers see as an outage.
+    #[error("the session server refused the cart's credential: {0}")]
+    Credential(session_client::Error),
     /// The session server answered, but not as the cart expects (a bug, or a limit hit).
     #[error("the session server refused: {0}")]
     Session(session_client::Error),
@@ -39,8 +43,10 @@ pub enum CartError {
 
 impl From<session_client::Error> for CartError {
     fn from(e: session_client::Error) -> Self {
+        use session_client::Error as E;
         match e {
-            session_client::Error::Unavailable(_) => CartError::Unavailable,
+            E::Unavailable(_) => CartError::Unavailable,
+            E::Unauthenticated(_) | E::PermissionDenied(_) => CartError::Credential(e),
             other => CartError::Session(other),
         }
     }
@@ -57,7 +63,7 @@ struct ErrorPage<'a> {
 impl ResponseError for CartError {
     fn status_code(&self) -> StatusCode {
         match self {
-            CartError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            CartError::Unavailable | CartError::Credential(_) => StatusCode::SERVICE_UNAVAILABLE,
             CartError::Forbidden | CartError::CrossSite => StatusCode::FORBIDDEN,
             CartError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             CartError::UnknownItem(_) | CartError::BadAction | CartError::BadForm(_) => {
@@ -71,6 +77,10 @@ impl ResponseError for CartError {
     fn error_response(&self) -> HttpResponse {
         let (title, message) = match self {
             CartError::Unavailable => (OUTAGE_TITLE, outage_message(None)),
+            CartError::Credential(_) => {
+                tracing::error!(error = %self, "check --session-token (or its file) and the session server's credentials");
+                (OUTAGE_TITLE, outage_message(None))
+            }
             // A shopper meets this after clearing cookies or restoring an old tab: no jargon.
             CartError::Forbidden => (
                 "This page is out of date",
@@ -99,7 +109,10 @@ impl ResponseError for CartError {
         };
         let status = self.status_code();
         let mut response = HttpResponse::build(status);
-        if matches!(self, CartError::Unavailable | CartError::TooManyStreams) {
+        if matches!(
+            self,
+            CartError::Unavailable | CartError::Credential(_) | CartError::TooManyStreams
+        ) {
             response.insert_header((header::RETRY_AFTER, "2"));
         }
         let (content_type, body) = page(status, title, message);

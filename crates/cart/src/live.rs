@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures_util::Stream;
-use session_client::{AnyClient, EventKind, SessionId, watch::Update};
+use session_client::{AnyClient, EventKind, SessionRef, watch::Update};
 use std::{
     convert::Infallible,
     sync::{
@@ -44,12 +44,12 @@ impl Live {
         }
     }
 
-    /// Server-sent events for one session: `event: session` whenever it changes elsewhere
-    /// (or when changes may have been missed), so the page refreshes its parts. `None` when
-    /// the most streams allowed are open.
+    /// Server-sent events for one session, by its reference (events never carry ids):
+    /// `event: session` whenever it changes elsewhere (or when changes may have been missed),
+    /// so the page refreshes its parts. `None` when the most streams allowed are open.
     pub fn events(
         &self,
-        session_id: SessionId,
+        session: SessionRef,
     ) -> Option<impl Stream<Item = Result<Bytes, Infallible>> + 'static> {
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.max {
             self.open.fetch_sub(1, Ordering::Relaxed);
@@ -63,7 +63,7 @@ impl Live {
             .unwrap_or_else(|p| p.into_inner().resubscribe());
         let hello = Bytes::from_static(b"retry: 1000\n: connected\n\n");
         Some(futures_util::stream::unfold(
-            (rx, session_id, Some(hello), slot),
+            (rx, session, Some(hello), slot),
             |(mut rx, id, first, slot)| async move {
                 if let Some(first) = first {
                     return Some((Ok(first), (rx, id, None, slot)));
@@ -76,7 +76,7 @@ impl Live {
                             Bytes::from_static(b"event: session\ndata: reset\n\n")
                         }
                         Ok(Ok(Update::Disconnected)) => continue,
-                        Ok(Ok(Update::Event(e))) if e.session_id == id => {
+                        Ok(Ok(Update::Event(e))) if e.reference == id => {
                             let kind = match e.kind {
                                 EventKind::Changed => "changed",
                                 EventKind::IdRotated => "rotated",

@@ -34,6 +34,10 @@ pub fn session_client(settings: &Settings) -> Result<AnyClient, StartError> {
                 endpoints: settings.session_servers.clone(),
                 timeout: settings.session_timeout,
                 protocol: settings.session_protocol,
+                app: Some(settings.session_app.clone()),
+                token: settings.session_token.clone(),
+                node: Some(settings.node.clone()),
+                tls: settings.session_tls.clone(),
             })?;
             match std::num::NonZeroUsize::new(settings.near_cache) {
                 Some(capacity) => client.with_near_cache(capacity).into(),

@@ -9,23 +9,16 @@ use crate::{
     config::{ClientConfig, DEFAULT_TIMEOUT},
     convert,
     error::Error,
-    event::WatchItem,
-    id::Prefix,
+    event::{Cursor, WatchItem},
+    hello::ServerHello,
+    id::{Prefix, SessionRef},
     ops::Ops,
     transport::{LocalService, Transport},
     value::{Session, SessionInfo, WriteResult},
 };
 use futures_util::{StreamExt, stream::BoxStream};
 use serde::{Serialize, de::DeserializeOwned};
-use std::{
-    fmt,
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicU8, Ordering},
-    },
-    time::Duration,
-};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 /// A handle to the session service. Cheap to clone; clones share connections.
 ///
@@ -34,15 +27,7 @@ use std::{
 #[derive(Clone)]
 pub struct SessionClient {
     transport: Transport,
-    /// What the last watch hello said of the server's store (see
-    /// [`SessionClient::store_is_durable`]); shared by every clone.
-    durable: Arc<AtomicU8>,
 }
-
-/// What `SessionClient::durable` holds.
-const DURABILITY_UNKNOWN: u8 = 0;
-const NOT_DURABLE: u8 = 1;
-const DURABLE: u8 = 2;
 
 impl fmt::Debug for SessionClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,10 +51,7 @@ impl SessionClient {
     }
 
     fn on(transport: Transport) -> Self {
-        Self {
-            transport,
-            durable: Arc::new(AtomicU8::new(DURABILITY_UNKNOWN)),
-        }
+        Self { transport }
     }
 
     /// The deadline of each call.
@@ -82,22 +64,22 @@ impl SessionClient {
         self.transport.origin()
     }
 
-    /// Whether the session server keeps sessions across its own restarts, as its last watch
-    /// hello said: `None` until a watch stream (a near cache's, or a subscriber's) has
-    /// connected once. Lets an app say truthfully what an outage of the session server costs
-    /// its users.
+    /// Whether the session server keeps sessions across its own restarts, as it last said
+    /// (in a framed handshake, or a watch hello): `None` until it has said so once. Lets an
+    /// app say truthfully what an outage of the session server costs its users.
     pub fn store_is_durable(&self) -> Option<bool> {
-        match self.durable.load(Ordering::Relaxed) {
-            NOT_DURABLE => Some(false),
-            DURABLE => Some(true),
-            _ => None,
-        }
+        self.transport.heard().is_durable()
     }
 
     /// Records what a watch hello said of the store.
     pub(crate) fn heard_durable(&self, durable: bool) {
-        let value = if durable { DURABLE } else { NOT_DURABLE };
-        self.durable.store(value, Ordering::Relaxed);
+        self.transport.heard().durable(durable);
+    }
+
+    /// What the server said of itself when this client last connected (its store, its
+    /// epoch, this client's app): `None` before the first connection.
+    pub fn server_hello(&self) -> Option<ServerHello> {
+        self.transport.heard().last()
     }
 
     /// Creates a session (the server makes its id) and applies `ops` to it atomically.
@@ -163,14 +145,25 @@ impl SessionClient {
         convert::written(self.transport.call(call).await?)
     }
 
-    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "invalidate", session = %Prefix(id)))]
     pub async fn invalidate(&self, id: &str) -> Result<(), Error> {
+        self.invalidate_ref(id).await.map(drop)
+    }
+
+    /// [`invalidate`](Self::invalidate), returning the reference the session had.
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "invalidate", session = %Prefix(id)))]
+    pub(crate) async fn invalidate_ref(&self, id: &str) -> Result<SessionRef, Error> {
         convert::invalidated(self.transport.call(convert::invalidate(id)).await?)
     }
 
-    /// Gives the session a new id (the old one is NOT_FOUND at once): call it on login.
-    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "rotate_id", session = %Prefix(id)))]
+    /// Gives the session a new id (the old one is NOT_FOUND at once) and a new reference:
+    /// call it on login.
     pub async fn rotate_id(&self, id: &str) -> Result<SessionInfo, Error> {
+        Ok(self.rotate_id_ref(id).await?.0)
+    }
+
+    /// [`rotate_id`](Self::rotate_id), with the reference the session had before.
+    #[tracing::instrument(level = "debug", name = "session_call", skip_all, fields(op = "rotate_id", session = %Prefix(id)))]
+    pub(crate) async fn rotate_id_ref(&self, id: &str) -> Result<(SessionInfo, SessionRef), Error> {
         convert::rotated(self.transport.call(convert::rotate_id(id)).await?)
     }
 
@@ -187,24 +180,23 @@ impl SessionClient {
         modify(read, name, f, |ops| self.apply(id, ops)).await
     }
 
-    /// The raw event stream from `server_epoch`/`after_seq` (0/0: from now). Most apps want
+    /// The raw event stream of this client's app, from `from` (the cursor of the last hello or
+    /// event seen; the default cursor starts from now). Most apps want
     /// [`subscribe`](Self::subscribe), which reconnects and resumes by itself.
     pub async fn watch_raw(
         &self,
-        server_epoch: u64,
-        after_seq: u64,
+        from: &Cursor,
     ) -> Result<BoxStream<'static, Result<WatchItem, Error>>, Error> {
-        self.watch_skipping(server_epoch, after_seq, 0).await
+        self.watch_skipping(from, 0).await
     }
 
     /// [`watch_raw`](Self::watch_raw), leaving out the events caused by calls of `origin`.
     pub(crate) async fn watch_skipping(
         &self,
-        server_epoch: u64,
-        after_seq: u64,
+        from: &Cursor,
         skip_origin: u64,
     ) -> Result<BoxStream<'static, Result<WatchItem, Error>>, Error> {
-        let request = convert::watch(server_epoch, after_seq, skip_origin);
+        let request = convert::watch(from, skip_origin);
         let stream = self.transport.watch(request).await?;
         Ok(stream
             .map(|item| item.and_then(convert::watch_item))

@@ -5,8 +5,8 @@
 use crate::{
     decode::JSON,
     error::Error,
-    event::{Event, EventKind, WatchHello, WatchItem},
-    id::SessionId,
+    event::{Cursor, Event, EventKind, WatchHello, WatchItem},
+    id::{SessionId, SessionRef},
     ops::{OpKind, Operation, Ops},
     value::{Attribute, OpResult, Session, SessionInfo, Value, WriteResult},
 };
@@ -59,11 +59,12 @@ pub(crate) fn rotate_id(id: &str) -> Call {
     Call::RotateId(pb::RotateIdRequest { id: id.to_owned() })
 }
 
-pub(crate) fn watch(server_epoch: u64, after_seq: u64, skip_origin: u64) -> pb::WatchRequest {
+pub(crate) fn watch(from: &Cursor, skip_origin: u64) -> pb::WatchRequest {
     pb::WatchRequest {
-        server_epoch,
-        after_seq,
+        server_epoch: 0,
+        after_seq: 0,
         skip_origin,
+        cursor: from.0.clone(),
     }
 }
 
@@ -144,16 +145,21 @@ pub(crate) fn got(reply: Reply) -> Result<Option<Session>, Error> {
     session(g.session.unwrap_or_default()).map(Some)
 }
 
-pub(crate) fn invalidated(reply: Reply) -> Result<(), Error> {
+/// The reference the invalidated session had.
+pub(crate) fn invalidated(reply: Reply) -> Result<SessionRef, Error> {
     match reply {
-        Reply::Invalidate(_) => Ok(()),
+        Reply::Invalidate(r) => Ok(SessionRef::new(r.reference)),
         other => Err(unexpected(other)),
     }
 }
 
-pub(crate) fn rotated(reply: Reply) -> Result<SessionInfo, Error> {
+/// The session under its new id, and the reference it had before.
+pub(crate) fn rotated(reply: Reply) -> Result<(SessionInfo, SessionRef), Error> {
     match reply {
-        Reply::RotateId(r) => Ok(info(r.info.unwrap_or_default())),
+        Reply::RotateId(r) => Ok((
+            info(r.info.unwrap_or_default()),
+            SessionRef::new(r.previous_reference),
+        )),
         other => Err(unexpected(other)),
     }
 }
@@ -176,6 +182,7 @@ fn at(ms: i64) -> SystemTime {
 fn info(i: pb::SessionInfo) -> SessionInfo {
     SessionInfo {
         id: SessionId::from(i.id),
+        reference: SessionRef::new(i.reference),
         version: i.version,
         created_at: at(i.created_at_ms),
         last_access: at(i.last_access_ms),
@@ -241,6 +248,7 @@ pub(crate) fn watch_item(response: pb::WatchResponse) -> Result<WatchItem, Error
             next_seq: h.next_seq,
             resumed: h.resumed,
             durable: h.durable,
+            cursor: Cursor(h.cursor),
         })),
         Some(Kind::Event(e)) => Ok(event(e)),
         None => Err(Error::Server {
@@ -258,16 +266,22 @@ fn event(e: pb::Event) -> WatchItem {
         Ok(pb::EventKind::Evicted) => EventKind::Evicted,
         Ok(pb::EventKind::Invalidated) => EventKind::Invalidated,
         Ok(pb::EventKind::IdRotated) => EventKind::IdRotated,
-        Ok(pb::EventKind::Unspecified) | Err(_) => return WatchItem::Unknown { seq: e.seq },
+        Ok(pb::EventKind::Unspecified) | Err(_) => {
+            return WatchItem::Unknown {
+                seq: e.seq,
+                cursor: Cursor(e.cursor),
+            };
+        }
     };
     WatchItem::Event(Event {
         seq: e.seq,
         kind,
-        session_id: SessionId::from(e.session_id),
+        reference: SessionRef::new(e.reference),
         version: e.version,
         changed: e.changed,
-        new_id: (!e.new_id.is_empty()).then(|| SessionId::from(e.new_id)),
+        new_reference: (e.new_reference != 0).then(|| SessionRef::new(e.new_reference)),
         at: at(e.at_ms),
+        cursor: Cursor(e.cursor),
     })
 }
 
@@ -276,6 +290,16 @@ fn event(e: pb::Event) -> WatchItem {
 /// What the server answered a call with instead of a reply.
 pub(crate) fn call_error(e: pb::CallError) -> Error {
     error(Code::from_i32(e.code), e.message, &e.details)
+}
+
+/// Why the server refused a whole connection or message (a refused hello, a reply of tag 0):
+/// credentials as such, anything else as the server being unusable for now.
+pub(crate) fn refusal(e: &pb::CallError) -> Error {
+    match Code::from_i32(e.code) {
+        Code::Unauthenticated => Error::Unauthenticated(e.message.clone()),
+        Code::PermissionDenied => Error::PermissionDenied(e.message.clone()),
+        _ => Error::Unavailable(format!("the session server refused: {}", e.message)),
+    }
 }
 
 /// A gRPC status, where gRPC carried the call (the watch stream, the `Pipeline` RPC, the
@@ -306,6 +330,8 @@ fn error(code: Code, message: String, details: &[u8]) -> Error {
         Code::OutOfRange => Error::OutOfRange(message),
         Code::FailedPrecondition => Error::WrongType(message),
         Code::InvalidArgument => Error::InvalidArgument(message),
+        Code::Unauthenticated => Error::Unauthenticated(message),
+        Code::PermissionDenied => Error::PermissionDenied(message),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Error::Unavailable(message),
         code => Error::Server { code, message },
     }

@@ -26,6 +26,14 @@ pub enum Error {
     WrongType(String),
     #[error("invalid request: {0}")]
     InvalidArgument(String),
+    /// The server wants a credential this client did not give, or does not accept the one it
+    /// gave (a wrong or revoked token): fix the configuration.
+    #[error("the session server refused this client's credential: {0}")]
+    Unauthenticated(String),
+    /// The credential is good but may not do this (an admin token for sessions, another
+    /// app's name).
+    #[error("the session server does not let this credential do that: {0}")]
+    PermissionDenied(String),
     /// The server could not be reached or did not answer in time.
     #[error("session server unavailable: {0}")]
     Unavailable(String),

@@ -1,6 +1,8 @@
-//! What the watch stream tells: every session's lifecycle and changes, in sequence order.
+//! What the watch stream tells: the lifecycle and changes of every session of the client's
+//! app, in sequence order, each named by its reference (never its id).
 
-use crate::id::SessionId;
+use crate::id::SessionRef;
+use bytes::Bytes;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +25,11 @@ impl EventKind {
     }
 }
 
+/// Where a watch stream is: resuming from it gives every event after it. Opaque: only the
+/// server that gave it knows what it holds. Empty starts from now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor(pub(crate) Bytes);
+
 /// One event of the watch stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -30,18 +37,22 @@ pub struct Event {
     /// announces itself (see [`crate::cache`]).
     pub seq: u64,
     pub kind: EventKind,
-    pub session_id: SessionId,
+    /// The session's reference (for `IdRotated`, the one it had before).
+    pub reference: SessionRef,
     /// The session's version after the event.
     pub version: u64,
     /// `Changed`: the names of the attributes the batch touched.
     pub changed: Vec<String>,
-    /// `IdRotated`: the session's new id.
-    pub new_id: Option<SessionId>,
+    /// `IdRotated`: the session's new reference.
+    pub new_reference: Option<SessionRef>,
     pub at: SystemTime,
+    /// Resuming from here gives every event after this one (empty for a client's own
+    /// announcements).
+    pub cursor: Cursor,
 }
 
 /// The first message of every watch stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchHello {
     /// Random per server process: a different epoch means the server restarted.
     pub server_epoch: u64,
@@ -51,6 +62,8 @@ pub struct WatchHello {
     pub resumed: bool,
     /// Whether the server's store keeps sessions across a restart of the server.
     pub durable: bool,
+    /// Resuming from here gives every event after this hello.
+    pub cursor: Cursor,
 }
 
 /// An item of the raw watch stream ([`crate::SessionClient::watch_raw`]).
@@ -62,5 +75,6 @@ pub enum WatchItem {
     /// to some session at `seq`, so whatever was cached may be stale.
     Unknown {
         seq: u64,
+        cursor: Cursor,
     },
 }

@@ -1,5 +1,5 @@
 //! [`SessionId`]: a session's id, which is the user's credential (it is the cookie), so it
-//! never prints whole.
+//! never prints whole; and [`SessionRef`], the reference events name a session by instead.
 
 use std::{fmt, ops::Deref, sync::Arc};
 
@@ -94,6 +94,34 @@ impl fmt::Display for SessionId {
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionId({self})")
+    }
+}
+
+/// A session's reference: random, never its id, new with every new id. Events name sessions
+/// by it ([`crate::Event::reference`]), so that a watch stream never carries a credential;
+/// [`crate::SessionInfo::reference`] says which session it is.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SessionRef(u64);
+
+impl SessionRef {
+    pub fn new(reference: u64) -> Self {
+        Self(reference)
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionRef({self})")
     }
 }
 

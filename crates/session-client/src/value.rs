@@ -1,7 +1,7 @@
 //! Sessions as the client sees them: values, attributes, metadata, and what a write did.
 //! Reading them as types (JSON, lists, counters) is in [`crate::decode`].
 
-use crate::id::SessionId;
+use crate::id::{SessionId, SessionRef};
 use bytes::Bytes;
 use std::{
     collections::BTreeMap,
@@ -33,6 +33,8 @@ pub struct Attribute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     pub id: SessionId,
+    /// What events name this session by (not its id); new with every new id.
+    pub reference: SessionRef,
     pub version: u64,
     pub created_at: SystemTime,
     pub last_access: SystemTime,

@@ -4,7 +4,7 @@
 
 use crate::{
     client::SessionClient,
-    event::{Event, WatchItem},
+    event::{Cursor, Event, WatchItem},
 };
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -67,36 +67,46 @@ async fn follow(
     first: impl Fn(Option<&Update>) -> bool,
 ) {
     let wanted = || tx.receiver_count() > 0 || first(None);
-    let (mut epoch, mut after) = (0u64, 0u64);
+    let mut cursor = Cursor::default();
     let mut backoff = BACKOFF_FIRST;
     let mut connected = false;
+    // Whether this episode of failures was logged: one line per outage, not per retry.
+    let mut said = false;
     let publish = |update: Update| {
         first(Some(&update));
         let _ = tx.send(update); // nobody subscribed is fine
     };
     while wanted() {
-        // A failed connection is the server's absence: wait and try again.
-        if let Ok(mut stream) = client.watch_skipping(epoch, after, skip_origin).await {
-            while let Some(Ok(item)) = stream.next().await {
+        // A failed connection is the server's absence (or a refusal): wait and try again.
+        let ended = match client.watch_skipping(&cursor, skip_origin).await {
+            Ok(mut stream) => loop {
+                let item = match stream.next().await {
+                    Some(Ok(item)) => item,
+                    Some(Err(e)) => break Some(e),
+                    None => break None,
+                };
                 let update = match item {
                     WatchItem::Hello(hello) => {
                         backoff = BACKOFF_FIRST;
                         connected = true;
-                        epoch = hello.server_epoch;
+                        if said {
+                            tracing::info!("session server watch stream connected again");
+                            said = false;
+                        }
                         client.heard_durable(hello.durable);
-                        after = hello.next_seq.saturating_sub(1);
+                        cursor = hello.cursor;
                         // Even a resumed stream says Reset: whoever listens dropped its
                         // caches on Disconnected and may trust them again from here.
                         Update::Reset
                     }
                     WatchItem::Event(event) => {
-                        after = event.seq;
+                        cursor = event.cursor.clone();
                         Update::Event(event)
                     }
                     // Something happened that this client cannot read: whatever is cached
                     // may be stale.
-                    WatchItem::Unknown { seq } => {
-                        after = seq;
+                    WatchItem::Unknown { cursor: after, .. } => {
+                        cursor = after;
                         Update::Reset
                     }
                 };
@@ -104,7 +114,12 @@ async fn follow(
                 if !wanted() {
                     return;
                 }
-            }
+            },
+            Err(e) => Some(e),
+        };
+        if !said && let Some(e) = &ended {
+            tracing::warn!(error = %e, "session server watch stream failed; retrying (near caches are off meanwhile)");
+            said = true;
         }
         if connected {
             connected = false;

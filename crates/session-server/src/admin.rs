@@ -1,6 +1,7 @@
-//! The admin HTTP port: `/metrics` (Prometheus text) and `/healthz`.
+//! The admin HTTP port: `/metrics` (Prometheus text) and `/healthz`, over TLS when
+//! `--admin-tls-cert` is given. Neither reveals a session, so neither needs a credential.
 
-use crate::{Engine, store::SessionStore};
+use crate::{Engine, store::SessionStore, tls::Tls};
 use axum::{
     Router,
     extract::State,
@@ -8,10 +9,71 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long a TLS client of the admin port may take over its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `stop`, over TLS if `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<Tls>>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin port: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, app, watcher) = (tls.acceptor(), app.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        return tracing::debug!(error = %e, "admin port: TLS handshake failed");
+                    }
+                    Err(_) => return tracing::debug!("admin port: no TLS handshake in time"),
+                };
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection = builder
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(app),
+                )
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(error = %e, "admin port: connection failed");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
 
 #[derive(Debug)]
 pub struct AdminState<S> {
@@ -43,7 +105,23 @@ async fn metrics<S: SessionStore>(
     headers: HeaderMap,
 ) -> impl IntoResponse {
     let engine = &state.engine;
-    let body = engine.metrics.render(engine.store.usage(), &engine.events);
+    let by_app: Vec<_> = engine
+        .auth
+        .apps()
+        .all()
+        .into_iter()
+        .zip(
+            engine
+                .store
+                .usage_by_app()
+                .into_iter()
+                .chain(std::iter::repeat(Default::default())),
+        )
+        .map(|(app, usage)| (Arc::clone(&app.name), usage))
+        .collect();
+    let body = engine
+        .metrics
+        .render(engine.store.usage(), &by_app, &engine.events);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

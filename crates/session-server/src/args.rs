@@ -1,8 +1,15 @@
 //! The command-line flags of `session-server` (each with an environment variable twin), and
 //! the [`ServerConfig`] they make.
 
-use crate::{clock::SystemClock, config::*, store::Limits};
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use crate::{
+    apps::{Apps, Quota},
+    auth::{Auth, Source},
+    clock::SystemClock,
+    config::*,
+    store::Limits,
+    tls::{ADMIN_ALPN, SESSION_ALPN, Tls, TlsFiles, TlsSettings},
+};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 /// Flags of `session-server` (serving).
 #[derive(Debug, Clone, clap::Args)]
@@ -85,6 +92,88 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight calls.
     #[arg(long, env = "SESSION_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// The credentials file: who may call, as which app (docs/security.md). Read again on
+    /// SIGHUP. Without it (or SESSION_AUTH), anyone who reaches the port may call.
+    #[arg(long, env = "SESSION_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// The credentials themselves, in the file's format (lines, or entries separated by ';').
+    #[arg(
+        long,
+        env = "SESSION_AUTH",
+        hide_env_values = true,
+        conflicts_with = "auth_file",
+        value_name = "TEXT"
+    )]
+    pub auth: Option<String>,
+
+    /// Listen beyond loopback without credentials: anyone who reaches the port could read and
+    /// take over every session. Refused without this flag.
+    #[arg(long, env = "SESSION_INSECURE")]
+    pub insecure: bool,
+
+    /// Sessions each app may hold, unless the credentials file gives it a quota; past it, an
+    /// app's new session evicts its least recently used.
+    #[arg(long, env = "SESSION_APP_MAX_SESSIONS", value_name = "N")]
+    pub app_max_sessions: Option<u64>,
+
+    /// Bytes each app's sessions may hold together (e.g. 256MiB), unless the credentials file
+    /// says otherwise; past it, the app's least recently used sessions are evicted.
+    #[arg(long, env = "SESSION_APP_CAPACITY", value_parser = parse_bytes, value_name = "SIZE")]
+    pub app_capacity: Option<u64>,
+
+    /// Calls a second each app may make (after a burst of a second's worth), unless the
+    /// credentials file says otherwise; past it, calls answer RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SESSION_APP_RATE", value_name = "N")]
+    pub app_rate: Option<u32>,
+
+    /// The session port's certificate chain (PEM): the port then takes TLS only, both
+    /// protocols. `session-server dev-cert` makes one for development.
+    #[arg(
+        long,
+        env = "SESSION_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "SESSION_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Verify client certificates signed by this CA (PEM): a verified certificate's subject
+    /// common name authenticates as the credentials file's cert:NAME says (mutual TLS).
+    #[arg(
+        long,
+        env = "SESSION_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// The admin port's certificate chain (PEM): /metrics and /healthz then over HTTPS.
+    #[arg(
+        long,
+        env = "SESSION_ADMIN_TLS_CERT",
+        requires = "admin_tls_key",
+        value_name = "FILE"
+    )]
+    pub admin_tls_cert: Option<PathBuf>,
+
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(
+        long,
+        env = "SESSION_ADMIN_TLS_KEY",
+        requires = "admin_tls_cert",
+        value_name = "FILE"
+    )]
+    pub admin_tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -94,6 +183,12 @@ impl ServeArgs {
             return Err(format!(
                 "--max-attribute-size ({}) is larger than --max-session-size ({}): lower it or raise the session limit",
                 self.max_attribute_size, self.max_session_size
+            ));
+        }
+        if self.max_session_size > MAX_SESSION_SIZE_CAP {
+            return Err(format!(
+                "--max-session-size ({}) is larger than {MAX_SESSION_SIZE_CAP} bytes: a session must fit one framed message",
+                self.max_session_size
             ));
         }
         if self.max_session_size > self.capacity {
@@ -116,6 +211,54 @@ impl ServeArgs {
                 "--handshake-timeout and --connection-idle-timeout must be at least 1s".into(),
             );
         }
+        let quota = Quota {
+            max_sessions: self.app_max_sessions.filter(|n| *n > 0),
+            max_bytes: self.app_capacity,
+            rate: self.app_rate.filter(|n| *n > 0),
+        };
+        if quota.max_bytes.is_some_and(|b| b < self.max_session_size) {
+            return Err(
+                "--app-capacity is smaller than --max-session-size: one session must fit an app"
+                    .into(),
+            );
+        }
+        let source = match (&self.auth_file, &self.auth) {
+            (Some(path), _) => Source::File(path.clone()),
+            (None, Some(text)) => Source::Text(text.replace(';', "\n")),
+            (None, None) => Source::Off,
+        };
+        let auth = Auth::new(source, Arc::new(Apps::new(quota))).map_err(|e| e.to_string())?;
+        if !auth.enabled() && !self.insecure {
+            for (flag, addr) in [("--listen", self.listen)] {
+                if !addr.ip().is_loopback() {
+                    return Err(format!(
+                        "refusing to listen on {addr} ({flag}) without credentials: anyone who reaches it could read and take over every session. Give --auth-file (docs/security.md), or pass --insecure to accept that"
+                    ));
+                }
+            }
+        }
+        let port_tls = |cert: &Option<PathBuf>, key: &Option<PathBuf>, client_ca, alpn| {
+            let (Some(cert), Some(key)) = (cert, key) else {
+                return Ok(None);
+            };
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca,
+            };
+            Tls::load(files, alpn)
+                .map(|tls| Some(Arc::new(tls)))
+                .map_err(|e| e.to_string())
+        };
+        let tls = TlsSettings {
+            session: port_tls(
+                &self.tls_cert,
+                &self.tls_key,
+                self.tls_client_ca.clone(),
+                SESSION_ALPN,
+            )?,
+            admin: port_tls(&self.admin_tls_cert, &self.admin_tls_key, None, ADMIN_ALPN)?,
+        };
         Ok(ServerConfig {
             limits: Limits {
                 capacity_bytes: self.capacity,
@@ -138,9 +281,15 @@ impl ServeArgs {
                 // Room for at least one whole session, whatever the flag says.
                 max_batch_reply_bytes: self.max_batch_reply.max(self.max_session_size),
             },
+            auth: Arc::new(auth),
+            tls,
         })
     }
 }
+
+/// The largest `--max-session-size`: a session and its request must fit one framed message,
+/// whose length is 32 bits.
+const MAX_SESSION_SIZE_CAP: u64 = (1 << 31) - MESSAGE_SLACK_BYTES as u64;
 
 fn parse_connections(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
@@ -186,5 +335,41 @@ mod tests {
         assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(config.watch_buffer_bytes, DEFAULT_WATCH_BUFFER_BYTES);
         assert_eq!(config.connections, ConnectionLimits::default());
+        assert!(!config.auth.enabled());
+        assert!(config.tls.session.is_none() && config.tls.admin.is_none());
+    }
+
+    fn parse(args: &[&str]) -> Result<ServerConfig, String> {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let mut all = vec!["session-server"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .serve
+            .config()
+    }
+
+    #[test]
+    fn beyond_loopback_credentials_are_required_unless_insecure() {
+        let error = parse(&["--listen", "0.0.0.0:9510"]).expect_err("refused");
+        assert!(
+            error.contains("without credentials") && error.contains("--insecure"),
+            "{error}"
+        );
+        assert!(parse(&["--listen", "0.0.0.0:9510", "--insecure"]).is_ok());
+        let token = "a-token-of-at-least-32-characters-0123";
+        let auth = format!("app:cart token:{token}");
+        let config =
+            parse(&["--listen", "0.0.0.0:9510", "--auth", &auth]).expect("with credentials");
+        assert!(config.auth.enabled());
+        assert!(
+            parse(&["--listen", "[::1]:9510"]).is_ok(),
+            "loopback needs none"
+        );
     }
 }

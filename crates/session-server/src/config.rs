@@ -2,6 +2,8 @@
 //! defaults. The command-line flags that set it are in `args` (feature `server`).
 
 use crate::{
+    apps::{Apps, Quota},
+    auth::Auth,
     clock::{Clock, SystemClock},
     store::Limits,
 };
@@ -55,6 +57,12 @@ pub struct ServerConfig {
     /// The time source of expiry; tests inject a manual clock.
     pub clock: Arc<dyn Clock>,
     pub connections: ConnectionLimits,
+    /// Who may call, and the apps sessions belong to (with their quotas). Off by default:
+    /// whoever reaches the server may call (the binary refuses that beyond loopback).
+    pub auth: Arc<Auth>,
+    /// TLS of the session and admin ports; plaintext by default.
+    #[cfg(feature = "server")]
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// What one client connection to the session port may cost.
@@ -94,6 +102,9 @@ impl Default for ServerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             clock: Arc::new(SystemClock),
             connections: ConnectionLimits::default(),
+            auth: Arc::new(Auth::off(Arc::new(Apps::new(Quota::default())))),
+            #[cfg(feature = "server")]
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }

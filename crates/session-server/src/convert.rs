@@ -2,7 +2,7 @@
 //! here, so the store only ever sees well-formed requests.
 
 use crate::{
-    events::{Event, EventKind, WatchItem},
+    events::{Cursor, Event, EventKind, WatchItem},
     store::{
         Attribute, GetQuery, LimitKind, OpKind, OpResult, Operation, SessionInfo, SessionSnapshot,
         StoreError, Value, WriteOutcome,
@@ -24,14 +24,41 @@ pub const MAX_NAMES: usize = 1024;
 /// Largest `keep` of a recent-push.
 pub const MAX_KEEP: u32 = 10_000;
 
-/// A request that is not well-formed: INVALID_ARGUMENT.
+/// A request that is not well-formed (`INVALID_ARGUMENT`), or that asks for a kind of call,
+/// operation or value this server does not know (`UNIMPLEMENTED`: protobuf decodes an
+/// unknown kind as none, so the two look alike, and the message says both).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidInput(pub String);
+#[error("{message}")]
+pub struct InvalidInput {
+    pub message: String,
+    /// A kind this server does not know, rather than a malformed request.
+    pub unknown: bool,
+}
+
+impl InvalidInput {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            unknown: false,
+        }
+    }
+
+    /// A kind missing or unknown: `what` names the field and `known` the kinds this server
+    /// speaks (protocol `session_proto::PROTOCOL_VERSION`).
+    pub fn unknown(what: String, known: &str) -> Self {
+        Self {
+            message: format!(
+                "{what} is none this server knows (protocol {}: {known}); a newer client's, or none was set",
+                session_proto::PROTOCOL_VERSION
+            ),
+            unknown: true,
+        }
+    }
+}
 
 fn check_content_type(ct: &str) -> Result<(), InvalidInput> {
     if ct.len() > MAX_CONTENT_TYPE_LEN {
-        return Err(InvalidInput(format!(
+        return Err(InvalidInput::new(format!(
             "content type is longer than {MAX_CONTENT_TYPE_LEN} bytes"
         )));
     }
@@ -60,8 +87,9 @@ impl TryFrom<pb::Value> for Value {
             },
             Some(pb::value::Kind::Counter(c)) => Value::Counter(c),
             None => {
-                return Err(InvalidInput(
-                    "value has no kind (bytes, list or counter)".into(),
+                return Err(InvalidInput::unknown(
+                    "the value's kind".into(),
+                    "bytes, list, counter",
                 ));
             }
         })
@@ -96,7 +124,7 @@ impl TryFrom<pb::Operation> for Operation {
     fn try_from(op: pb::Operation) -> Result<Self, Self::Error> {
         use pb::operation::Kind;
         if op.name.is_empty() || op.name.len() > MAX_NAME_LEN {
-            return Err(InvalidInput(format!(
+            return Err(InvalidInput::new(format!(
                 "attribute name must be 1 to {MAX_NAME_LEN} bytes long"
             )));
         }
@@ -104,7 +132,7 @@ impl TryFrom<pb::Operation> for Operation {
             Some(Kind::Set(set)) => OpKind::Set {
                 value: set
                     .value
-                    .ok_or_else(|| InvalidInput(format!("set of {:?} has no value", op.name)))?
+                    .ok_or_else(|| InvalidInput::new(format!("set of {:?} has no value", op.name)))?
                     .try_into()?,
                 expected_version: set.expected_version,
             },
@@ -123,7 +151,7 @@ impl TryFrom<pb::Operation> for Operation {
             Some(Kind::RecentPush(p)) => {
                 check_content_type(&p.content_type)?;
                 if p.keep == 0 || p.keep > MAX_KEEP {
-                    return Err(InvalidInput(format!(
+                    return Err(InvalidInput::new(format!(
                         "recent push on {:?}: keep must be 1 to {MAX_KEEP}",
                         op.name
                     )));
@@ -141,10 +169,10 @@ impl TryFrom<pb::Operation> for Operation {
                 remove_at_zero: c.remove_at_zero,
             },
             None => {
-                return Err(InvalidInput(format!(
-                    "operation on {:?} has no kind",
-                    op.name
-                )));
+                return Err(InvalidInput::unknown(
+                    format!("the kind of the operation on {:?}", op.name),
+                    "set, remove, list_push, list_remove, recent_push, counter_add",
+                ));
             }
         };
         Ok(Operation {
@@ -157,7 +185,7 @@ impl TryFrom<pb::Operation> for Operation {
 /// Converts a batch, checking its length.
 pub fn operations(ops: Vec<pb::Operation>) -> Result<Vec<Operation>, InvalidInput> {
     if ops.len() > MAX_OPS {
-        return Err(InvalidInput(format!(
+        return Err(InvalidInput::new(format!(
             "a batch holds at most {MAX_OPS} operations"
         )));
     }
@@ -177,7 +205,7 @@ impl TryFrom<pb::GetRequest> for GetQuery {
     fn try_from(req: pb::GetRequest) -> Result<Self, Self::Error> {
         let mut names = req.names;
         if names.len() > MAX_NAMES {
-            return Err(InvalidInput(format!(
+            return Err(InvalidInput::new(format!(
                 "a read names at most {MAX_NAMES} attributes"
             )));
         }
@@ -203,6 +231,7 @@ impl From<SessionInfo> for pb::SessionInfo {
 pub fn info(i: SessionInfo, id: String) -> pb::SessionInfo {
     pb::SessionInfo {
         id,
+        reference: i.reference,
         version: i.version,
         created_at_ms: i.created_at_ms as i64,
         last_access_ms: i.last_access_ms as i64,
@@ -279,30 +308,40 @@ impl From<EventKind> for pb::EventKind {
     }
 }
 
-impl From<&Event> for pb::Event {
-    fn from(e: &Event) -> Self {
-        pb::Event {
-            seq: e.seq,
-            kind: pb::EventKind::from(e.kind) as i32,
-            session_id: e.session_id.text(),
-            version: e.version,
-            changed: e.changed.clone(),
-            new_id: e.new_id.as_ref().map(|id| id.text()).unwrap_or_default(),
-            at_ms: e.at_ms as i64,
-        }
+/// An event as watchers get it: by the session's reference, never its id, with the cursor
+/// that resumes after it.
+pub fn event(e: &Event, cursor: Cursor) -> pb::Event {
+    pb::Event {
+        seq: e.seq,
+        kind: pb::EventKind::from(e.kind) as i32,
+        session_id: String::new(),
+        version: e.version,
+        changed: e.changed.clone(),
+        new_id: String::new(),
+        at_ms: e.at_ms as i64,
+        reference: e.reference,
+        new_reference: e.new_reference,
+        cursor: cursor.to_bytes(),
     }
 }
 
-/// A watch stream's item, with what the store says of itself in hellos.
-pub fn watch_response(item: WatchItem, durable: bool) -> pb::WatchResponse {
+/// A watch stream's item of the log of `epoch`, with what the store says of itself in hellos.
+pub fn watch_response(item: WatchItem, epoch: u64, durable: bool) -> pb::WatchResponse {
     let kind = match item {
         WatchItem::Hello(h) => pb::watch_response::Kind::Hello(pb::WatchHello {
             server_epoch: h.server_epoch,
             next_seq: h.next_seq,
             resumed: h.resumed,
             durable,
+            cursor: h.cursor().to_bytes(),
         }),
-        WatchItem::Event(e) => pb::watch_response::Kind::Event(e.as_ref().into()),
+        WatchItem::Event(e) => {
+            let after = Cursor {
+                epoch,
+                next_seq: e.seq + 1,
+            };
+            pb::watch_response::Kind::Event(event(&e, after))
+        }
     };
     pb::WatchResponse { kind: Some(kind) }
 }
@@ -316,12 +355,17 @@ pub enum CallFailure {
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller's app is over its rate (`rate` calls a second).
+    #[error("app {app:?} is over its rate of {rate} calls a second (its quota); try again shortly")]
+    RateLimited { app: String, rate: u32 },
 }
 
 impl CallFailure {
     pub fn code(&self) -> Code {
         match self {
+            CallFailure::Invalid(e) if e.unknown => Code::Unimplemented,
             CallFailure::Invalid(_) => Code::InvalidArgument,
+            CallFailure::RateLimited { .. } => Code::ResourceExhausted,
             CallFailure::Store(e) => match e {
                 StoreError::NotFound => Code::NotFound,
                 StoreError::Conflict { .. } => Code::Aborted,
@@ -367,7 +411,8 @@ pub fn refused(code: Code, message: String) -> pb::CallError {
 
 fn message(failure: &CallFailure) -> String {
     let e = match failure {
-        CallFailure::Invalid(e) => return e.0.clone(),
+        CallFailure::Invalid(e) => return e.message.clone(),
+        CallFailure::RateLimited { .. } => return failure.to_string(),
         CallFailure::Store(e) => e,
     };
     match e {

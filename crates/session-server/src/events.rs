@@ -1,8 +1,13 @@
 //! The event log behind `Watch`: every lifecycle and change event gets the next sequence number
 //! and stays in a bounded ring, so a watcher that reconnects can resume where it left off, or
 //! learn that it missed events and must drop what it cached.
+//!
+//! Events name sessions by their reference, never by id (an id is the user's cookie), and a
+//! watcher sees the events of its own app only. Where a watcher is is a [`Cursor`], which
+//! clients hold as opaque bytes.
 
-use crate::id::SessionId;
+use crate::apps::AppId;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use parking_lot::Mutex;
 use std::{
@@ -73,11 +78,45 @@ pub struct Event {
     /// calls that named no origin.
     pub origin: u64,
     pub kind: EventKind,
-    pub session_id: SessionId,
+    /// The session's app: only its watchers see the event.
+    pub app: AppId,
+    /// The session's reference (for `IdRotated`, the one it had before).
+    pub reference: u64,
     pub version: u64,
     pub changed: Vec<String>,
-    pub new_id: Option<SessionId>,
+    /// `IdRotated`: the session's new reference; 0 otherwise.
+    pub new_reference: u64,
     pub at_ms: u64,
+}
+
+/// A position in the log: the event log's epoch and the sequence number of the next event.
+/// Clients get it as 16 opaque bytes ([`Cursor::to_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub epoch: u64,
+    pub next_seq: u64,
+}
+
+impl Cursor {
+    const LEN: usize = 16;
+
+    pub fn to_bytes(self) -> Bytes {
+        let mut out = BytesMut::with_capacity(Self::LEN);
+        out.put_u64(self.epoch);
+        out.put_u64(self.next_seq);
+        out.freeze()
+    }
+
+    /// `None` for bytes that are no cursor of this kind of store (a watcher may bring one
+    /// from another store): such a watch starts from now, not resumed.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; Self::LEN] = bytes.try_into().ok()?;
+        let (epoch, seq) = bytes.split_at(8);
+        Some(Self {
+            epoch: u64::from_be_bytes(epoch.try_into().ok()?),
+            next_seq: u64::from_be_bytes(seq.try_into().ok()?),
+        })
+    }
 }
 
 /// The first item of a watch, and the item sent again if a watcher fell out of the ring.
@@ -86,6 +125,15 @@ pub struct Hello {
     pub server_epoch: u64,
     pub next_seq: u64,
     pub resumed: bool,
+}
+
+impl Hello {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            epoch: self.server_epoch,
+            next_seq: self.next_seq,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,15 +209,26 @@ impl EventLog {
         self.epoch
     }
 
-    /// Appends an event. Stores call this while holding their own lock, so sequence order is
-    /// the order in which changes took effect.
+    /// The position after event `seq`.
+    pub fn cursor_after(&self, seq: u64) -> Cursor {
+        Cursor {
+            epoch: self.epoch,
+            next_seq: seq + 1,
+        }
+    }
+
+    /// Appends an event of session `reference` of `app` (for `IdRotated`, `new_reference` is
+    /// the session's new one; 0 otherwise). Stores call this while holding their own lock, so
+    /// sequence order is the order in which changes took effect.
+    #[allow(clippy::too_many_arguments)] // one event's fields, each a plain value
     pub fn publish(
         &self,
         kind: EventKind,
-        session_id: &SessionId,
+        app: AppId,
+        reference: u64,
         version: u64,
         changed: Vec<String>,
-        new_id: Option<SessionId>,
+        new_reference: u64,
         at_ms: u64,
     ) {
         self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
@@ -185,10 +244,11 @@ impl EventLog {
                     .flatten()
                     .unwrap_or(0),
                 kind,
-                session_id: *session_id,
+                app,
+                reference,
                 version,
                 changed,
-                new_id,
+                new_reference,
                 at_ms,
             };
             let size = event.size();
@@ -255,30 +315,34 @@ impl EventLog {
         self.ring.lock().bytes
     }
 
-    /// A stream of watch items: a hello, then every event after the requested position, then
-    /// live events until the log closes. `server_epoch == 0` starts from now. Events whose
+    /// A stream of watch items of `app`'s sessions: a hello, then every event from `from`
+    /// on, then live events until the log closes. `None`, or a cursor of another epoch or no
+    /// longer in the ring, starts from now (the hello says it did not resume). Events whose
     /// origin is `skip_origin` (when non-zero) are left out.
     pub fn watch(
         self: &Arc<Self>,
-        server_epoch: u64,
-        after_seq: u64,
+        app: AppId,
+        from: Option<Cursor>,
         skip_origin: u64,
     ) -> impl Stream<Item = WatchItem> + Send + 'static {
         let (oldest, next) = {
             let ring = self.ring.lock();
             (ring.next_seq - ring.events.len() as u64, ring.next_seq)
         };
-        let resumable = server_epoch == self.epoch && after_seq < next && after_seq + 1 >= oldest;
-        let cursor = if resumable { after_seq + 1 } else { next };
+        let resumable =
+            from.filter(|c| c.epoch == self.epoch && c.next_seq <= next && c.next_seq >= oldest);
+        let resumed = resumable.is_some();
+        let cursor = resumable.map_or(next, |c| c.next_seq);
         let hello = Hello {
             server_epoch: self.epoch,
             next_seq: cursor,
-            resumed: resumable,
+            resumed,
         };
         let state = WatchState {
             log: Arc::clone(self),
             wake: self.wake.subscribe(),
             cursor,
+            app,
             skip_origin,
             pending: VecDeque::from([WatchItem::Hello(hello)]),
         };
@@ -290,6 +354,7 @@ struct WatchState {
     log: Arc<EventLog>,
     wake: watch::Receiver<Option<u64>>,
     cursor: u64,
+    app: AppId,
     skip_origin: u64,
     pending: VecDeque<WatchItem>,
 }
@@ -320,11 +385,11 @@ impl WatchState {
                 }
                 Ok(events) => {
                     self.cursor = events[events.len() - 1].seq + 1;
-                    let skip = self.skip_origin;
+                    let (app, skip) = (self.app, self.skip_origin);
                     self.pending.extend(
                         events
                             .into_iter()
-                            .filter(|e| skip == 0 || e.origin != skip)
+                            .filter(|e| e.app == app && (skip == 0 || e.origin != skip))
                             .map(WatchItem::Event),
                     );
                 }
@@ -347,41 +412,26 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
+    const APP: AppId = AppId::for_tests(0);
+
+    fn publish(log: &EventLog, kind: EventKind, app: AppId, version: u64, changed: Vec<String>) {
+        log.publish(kind, app, rand::random(), version, changed, 0, 0);
+    }
+
     /// Publishes what a call of origin 7 sets off: its own change, and the eviction of another
     /// session to make room.
     async fn call_of_origin_7(log: &EventLog) {
         ORIGIN
             .scope(7, async {
-                log.publish(
-                    EventKind::Changed,
-                    &SessionId::generate(),
-                    2,
-                    vec!["a".into()],
-                    None,
-                    0,
-                );
-                log.publish(
-                    EventKind::Evicted,
-                    &SessionId::generate(),
-                    5,
-                    Vec::new(),
-                    None,
-                    0,
-                );
+                publish(log, EventKind::Changed, APP, 2, vec!["a".into()]);
+                publish(log, EventKind::Evicted, APP, 5, Vec::new());
             })
             .await;
-        log.publish(
-            EventKind::Changed,
-            &SessionId::generate(),
-            1,
-            Vec::new(),
-            None,
-            0,
-        );
+        publish(log, EventKind::Changed, APP, 1, Vec::new());
     }
 
     async fn seen(log: &Arc<EventLog>, skip_origin: u64) -> Vec<(EventKind, u64, u64)> {
-        let watch = log.watch(0, 0, skip_origin);
+        let watch = log.watch(APP, None, skip_origin);
         futures_util::pin_mut!(watch);
         assert!(matches!(watch.next().await, Some(WatchItem::Hello(_))));
         call_of_origin_7(log).await;
@@ -396,14 +446,7 @@ mod tests {
 
     fn changed(log: &EventLog, names: usize, len: usize) {
         let names = (0..names).map(|i| format!("{i:0len$}")).collect();
-        log.publish(
-            EventKind::Changed,
-            &SessionId::generate(),
-            2,
-            names,
-            None,
-            0,
-        );
+        publish(log, EventKind::Changed, APP, 2, names);
     }
 
     #[test]
@@ -460,5 +503,40 @@ mod tests {
         );
         let log = Arc::new(EventLog::new(100, 1 << 20));
         assert_eq!(seen(&log, 8).await.len(), 3, "another origin's watch");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_sees_its_own_apps_events_only_and_resumes_from_its_cursor() {
+        let log = Arc::new(EventLog::new(100, 1 << 20));
+        let other = AppId::for_tests(1);
+        let watch = log.watch(APP, None, 0);
+        futures_util::pin_mut!(watch);
+        let Some(WatchItem::Hello(hello)) = watch.next().await else {
+            panic!("a hello first");
+        };
+        publish(&log, EventKind::Changed, other, 1, Vec::new());
+        publish(&log, EventKind::Changed, APP, 2, Vec::new());
+        publish(&log, EventKind::Changed, APP, 3, Vec::new());
+        let Some(WatchItem::Event(first)) = watch.next().await else {
+            panic!("an event");
+        };
+        assert_eq!(
+            (first.app, first.version),
+            (APP, 2),
+            "the other app's is left out"
+        );
+
+        let from = log.cursor_after(first.seq).to_bytes();
+        let resumed = log.watch(APP, Cursor::from_bytes(&from), 0);
+        futures_util::pin_mut!(resumed);
+        let Some(WatchItem::Hello(again)) = resumed.next().await else {
+            panic!("a hello first");
+        };
+        assert!(again.resumed && !hello.resumed);
+        let Some(WatchItem::Event(next)) = resumed.next().await else {
+            panic!("an event");
+        };
+        assert_eq!(next.version, 3, "exactly after the cursor");
+        assert_eq!(Cursor::from_bytes(b"not a cursor"), None);
     }
 }

@@ -4,9 +4,12 @@
 //! The engine, bottom up (always built; an app can embed it, see [`Engine`]):
 //! - [`id`]: server-made session ids (256 random bits, URL-safe).
 //! - [`clock`]: the time source of expiry, injectable for tests.
+//! - [`apps`]: the apps sessions belong to, with their quotas.
 //! - [`store`]: the storage contract ([`store::SessionStore`]), the batch semantics every
 //!   store shares (`store::batch`) and the in-memory store.
 //! - [`events`]: the sequenced event log behind `Watch`.
+//! - [`auth`]: credentials, and the [`auth::Caller`] every call runs as; [`handshake`]: what
+//!   a client presents and is answered.
 //! - [`convert`]: protobuf ⇄ domain types, with input checks, and every error's answer.
 //! - [`service`]: the `session.v1.SessionService` implementation.
 //! - [`metrics`]: Prometheus metrics; [`config`]: what the engine and the server take.
@@ -21,34 +24,43 @@
 
 #[cfg(feature = "server")]
 pub mod admin;
+pub mod apps;
 #[cfg(feature = "server")]
 pub mod args;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod events;
 #[cfg(feature = "server")]
 pub mod framed;
+pub mod handshake;
 pub mod id;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod probe;
 #[cfg(test)]
 mod properties;
+pub mod secrets;
 pub mod service;
+#[cfg(feature = "server")]
+pub mod setup;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
+#[cfg(feature = "server")]
+pub mod tls;
 
 #[cfg(feature = "server")]
-pub use server::{ServerError, run, serve, shutdown_signal};
+pub use server::{ServerError, reload, run, serve, shutdown_signal};
 
 #[cfg(feature = "server")]
 mod server;
 
 use crate::{
+    auth::Auth,
     config::ServerConfig,
     events::EventLog,
     metrics::Metrics,
@@ -68,6 +80,8 @@ pub struct Engine<S = MemoryStore> {
     pub store: Arc<S>,
     pub events: Arc<EventLog>,
     pub metrics: Arc<Metrics>,
+    /// Who may call, and the apps sessions belong to.
+    pub auth: Arc<Auth>,
     /// Cancelled when the server shuts down; ends long-lived streams.
     pub closing: CancellationToken,
     /// Bytes of replies one pipeline message may get.
@@ -80,6 +94,7 @@ impl<S> Clone for Engine<S> {
             store: Arc::clone(&self.store),
             events: Arc::clone(&self.events),
             metrics: Arc::clone(&self.metrics),
+            auth: Arc::clone(&self.auth),
             closing: self.closing.clone(),
             max_batch_reply_bytes: self.max_batch_reply_bytes,
         }
@@ -87,7 +102,7 @@ impl<S> Clone for Engine<S> {
 }
 
 impl Engine<MemoryStore> {
-    /// The memory store, with `config`'s limits and clock.
+    /// The memory store, with `config`'s limits, clock and apps.
     pub fn new(config: &ServerConfig) -> Self {
         let events = Arc::new(EventLog::new(
             config.watch_buffer,
@@ -97,6 +112,7 @@ impl Engine<MemoryStore> {
             config.limits,
             Arc::clone(&config.clock),
             Arc::clone(&events),
+            Arc::clone(config.auth.apps()),
         ));
         Self::with_store(store, events, config)
     }
@@ -109,6 +125,7 @@ impl<S: SessionStore> Engine<S> {
             store,
             events,
             metrics: Arc::new(Metrics::new()),
+            auth: Arc::clone(&config.auth),
             closing: CancellationToken::new(),
             max_batch_reply_bytes: config.connections.max_batch_reply_bytes,
         }

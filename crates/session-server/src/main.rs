@@ -2,8 +2,14 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use session_server::{args::ServeArgs, probe, run, shutdown_signal};
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use session_server::{
+    args::ServeArgs,
+    config::ServerConfig,
+    probe, reload, run,
+    setup::{self, Setup},
+    shutdown_signal,
+};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use tokio::net::TcpListener;
 
 /// jemalloc: size classes without per-block headers and less fragmentation across threads
@@ -26,14 +32,59 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Exits 0 only if the server at ADDR answers grpc.health.v1 SERVING.
+    /// Exits 0 only if the server at ADDR answers grpc.health.v1 SERVING (no credential needed).
     Health {
-        /// The server's gRPC address.
+        /// The server's gRPC address (https:// for a server with TLS).
         #[arg(long, env = "SESSION_SERVER", default_value_t = format!("http://127.0.0.1:{}", session_proto::DEFAULT_PORT))]
         addr: String,
+        /// The CA that signed the server's certificate (PEM), for an https:// address;
+        /// without it, the system's CAs.
+        #[arg(long, env = "SESSION_CA", value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// How long to wait for an answer.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// Makes, under DIR, what a first run needs and is missing, keeping what exists: an app
+    /// token per --app, an admin token, the credentials file naming them (DIR/auth), the
+    /// carts' CSRF key and, with --tls, a development CA and certificates.
+    Setup {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// An app to make a token for (repeatable).
+        #[arg(long = "app", value_name = "NAME", default_values_t = ["cart".to_owned()])]
+        apps: Vec<String>,
+        /// Make no admin token.
+        #[arg(long)]
+        no_admin: bool,
+        /// Make a development CA and a server certificate too.
+        #[arg(long)]
+        tls: bool,
+        /// A host name or address of the server certificate, besides localhost and loopback
+        /// (repeatable).
+        #[arg(long = "name", value_name = "HOST")]
+        names: Vec<String>,
+    },
+    /// Makes, under DIR, what is missing of a development CA (ca.pem), a server certificate
+    /// (server.pem, server.key) for localhost, loopback and each --name, and a client
+    /// certificate per --client (mutual TLS), keeping what exists.
+    DevCert {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A host name or address of the server certificate (repeatable).
+        #[arg(long = "name", value_name = "HOST")]
+        names: Vec<String>,
+        /// A client certificate's subject common name, which a cert:NAME credential names
+        /// (repeatable).
+        #[arg(long = "client", value_name = "NAME")]
+        clients: Vec<String>,
+    },
+    /// Reads a token on standard input and prints the line that names it in a credentials
+    /// file's format, by its SHA-256 (so the file holds no token).
+    Digest {
+        /// Who the token is: app:NAME or admin.
+        #[arg(long, default_value = "app:cart")]
+        who: String,
     },
 }
 
@@ -60,17 +111,59 @@ fn main() -> ExitCode {
 }
 
 async fn run_command(cli: Cli) -> ExitCode {
+    let fail = |command: &str, e: &dyn std::fmt::Display| {
+        eprintln!("session-server {command}: {e}");
+        ExitCode::FAILURE
+    };
+    let print = |lines: Vec<String>| {
+        for line in lines {
+            println!("{line}");
+        }
+        ExitCode::SUCCESS
+    };
     match cli.command {
-        Some(Command::Health { addr, timeout }) => match probe::check(&addr, timeout).await {
-            Ok(()) => {
-                println!("{addr}: SERVING");
-                ExitCode::SUCCESS
+        Some(Command::Health { addr, ca, timeout }) => {
+            match probe::check(&addr, ca.as_deref(), timeout).await {
+                Ok(()) => {
+                    println!("{addr}: SERVING");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail("health", &e),
             }
-            Err(e) => {
-                eprintln!("session-server health: {e}");
-                ExitCode::FAILURE
+        }
+        Some(Command::Setup {
+            dir,
+            apps,
+            no_admin,
+            tls,
+            names,
+        }) => {
+            let what = Setup {
+                apps,
+                admin: !no_admin,
+                tls_names: tls.then_some(names),
+            };
+            match setup::setup(&dir, &what) {
+                Ok(lines) => print(lines),
+                Err(e) => fail("setup", &e),
             }
+        }
+        Some(Command::DevCert {
+            dir,
+            names,
+            clients,
+        }) => match setup::dev_cert(&dir, &names, &clients) {
+            Ok(lines) => print(lines),
+            Err(e) => fail("dev-cert", &e),
         },
+        Some(Command::Digest { who }) => {
+            let mut token = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut token) {
+                return fail("digest", &e);
+            }
+            println!("{who} {}", session_server::auth::digest_line(token.trim()));
+            ExitCode::SUCCESS
+        }
         None => match serve(cli.serve).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -92,11 +185,45 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         capacity = config.limits.capacity_bytes,
         idle_timeout = ?config.limits.default_idle_timeout,
         max_lifetime = ?config.limits.default_max_lifetime,
+        auth = config.auth.enabled(),
+        tls = config.tls.session.is_some(),
         "session-server listening"
     );
+    if !config.auth.enabled() {
+        tracing::warn!(
+            "no credentials (--auth-file): whoever reaches the session port can read and change every session"
+        );
+    } else if config.tls.session.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "tokens travel in clear text beyond loopback: give the session port a certificate (--tls-cert)"
+        );
+    }
+    tokio::spawn(reload_on_hangup(config.clone()));
     run(grpc, admin, config, shutdown_signal())
         .await
         .context("server stopped with an error")
+}
+
+/// Reads credentials and certificates again on each SIGHUP, saying what it found.
+async fn reload_on_hangup(config: ServerConfig) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match reload(&config) {
+                Ok(summary) => {
+                    tracing::info!(summary, "SIGHUP: credentials and certificates reloaded")
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: reload failed; the credentials and certificates in force stay"
+                ),
+            }
+        }
+    }
 }
 
 /// Binds with an error that says what to do about the usual causes.

@@ -28,6 +28,11 @@ struct MethodLabels {
     method: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
@@ -131,9 +136,32 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
-    /// The text exposition: request metrics plus the store's and event log's current counts.
-    pub fn render(&self, usage: Usage, events: &Arc<EventLog>) -> String {
+    /// The text exposition: request metrics plus the store's, each app's (by name) and the
+    /// event log's current counts.
+    pub fn render(
+        &self,
+        usage: Usage,
+        by_app: &[(Arc<str>, Usage)],
+        events: &Arc<EventLog>,
+    ) -> String {
         let mut registry = Registry::with_prefix("session");
+        let app_sessions = Family::<AppLabels, Gauge>::default();
+        let app_bytes = Family::<AppLabels, Gauge>::default();
+        for (app, usage) in by_app {
+            let labels = AppLabels {
+                app: app.to_string(),
+            };
+            app_sessions
+                .get_or_create(&labels)
+                .set(usage.sessions as i64);
+            app_bytes.get_or_create(&labels).set(usage.bytes as i64);
+        }
+        registry.register("app_active", "Sessions each app holds now", app_sessions);
+        registry.register(
+            "app_bytes_used",
+            "Bytes each app's sessions count against its quota and the capacity",
+            app_bytes,
+        );
         registry.register(
             "active",
             "Sessions held now",

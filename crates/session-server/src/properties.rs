@@ -20,8 +20,10 @@ use session_proto::v1 as pb;
 use tokio_util::codec::Decoder;
 
 /// Codes a refused call may get: each says what the client did wrong.
-const CLIENT_CODES: [tonic::Code; 6] = [
+const CLIENT_CODES: [tonic::Code; 7] = [
     tonic::Code::InvalidArgument,
+    // A kind this server does not know (or none).
+    tonic::Code::Unimplemented,
     tonic::Code::NotFound,
     tonic::Code::Aborted,
     tonic::Code::FailedPrecondition,
@@ -147,12 +149,21 @@ fn here_is(call: &mut pb::Call, id: &str) {
     }
 }
 
+/// The caller every call of these tests runs as: the default app of a server without
+/// authentication.
+fn caller(engine: &Engine) -> crate::auth::Caller {
+    engine
+        .auth
+        .authenticate(Default::default())
+        .expect("no authentication")
+}
+
 /// An engine with one session, and its id.
 fn engine() -> (Engine, String) {
     let engine = Engine::new(&ServerConfig::default());
     let created = engine
         .store
-        .create(Default::default(), Vec::new())
+        .create(caller(&engine).app.id, Default::default(), Vec::new())
         .now_or_never()
         .expect("the memory store answers at once")
         .expect("create");
@@ -167,7 +178,7 @@ fn answer(engine: &Engine, batch: pb::PipelineRequest) -> Vec<pb::Reply> {
         .expect("runtime");
     let service = engine.service();
     runtime.block_on(async {
-        let mut answering = match Answering::new(batch) {
+        let mut answering = match Answering::new(batch, caller(engine)) {
             Ok(answering) => answering,
             Err(refused) => return refused.replies,
         };
@@ -195,7 +206,7 @@ proptest! {
         let (engine, id) = engine();
         calls.iter_mut().for_each(|c| here_is(c, &id));
         let tags: Vec<u64> = calls.iter().map(|c| c.tag).collect();
-        let replies = answer(&engine, pb::PipelineRequest { calls, origin });
+        let replies = answer(&engine, pb::PipelineRequest { calls, origin, hello: None });
         prop_assert_eq!(replies.iter().map(|r| r.tag).collect::<Vec<_>>(), tags);
         replies.iter().for_each(assert_client_code);
     }
@@ -207,9 +218,10 @@ proptest! {
         let (engine, id) = engine();
         let id = crate::id::SessionId::parse(&id).expect("id");
         match convert::operations(ops) {
-            Err(invalid) => prop_assert!(!invalid.0.is_empty()),
+            Err(invalid) => prop_assert!(!invalid.message.is_empty()),
             Ok(ops) => {
-                let result = engine.store.apply(&id, ops, true).now_or_never().expect("ready");
+                let app = caller(&engine).app.id;
+                let result = engine.store.apply(app, &id, ops, true).now_or_never().expect("ready");
                 if let Err(e) = result {
                     let status = tonic::Status::from(e);
                     prop_assert!(CLIENT_CODES.contains(&status.code()), "{:?}", status);
@@ -243,7 +255,7 @@ proptest! {
         // Real frames of real requests, then noise.
         for mut calls in framed {
             calls.iter_mut().for_each(|c| here_is(c, &id));
-            let request = pb::PipelineRequest { calls, origin: 1 };
+            let request = pb::PipelineRequest { calls, origin: 1, hello: None };
             prop_assert!(session_proto::put_frame(&mut buffer, &request));
         }
         for chunk in chunks {

@@ -87,11 +87,15 @@ pub async fn serve<S: SessionStore>(
     let (to_health, health_connections) = tokio::sync::mpsc::channel(framed::HEALTH_RESERVE);
     let connections = TaskTracker::new();
     let limits = config.connections;
+    let session_port = framed::Serving {
+        max_message,
+        limits,
+        tls: config.tls.session.clone(),
+    };
     tokio::spawn(framed::accept(
         grpc,
         engine.service(),
-        max_message,
-        limits,
+        session_port,
         framed::Routes {
             grpc: to_grpc,
             health: to_health,
@@ -120,13 +124,11 @@ pub async fn serve<S: SessionStore>(
         .serve_with_incoming_shutdown(ReceiverStream::new(health_connections), async move {
             health_stop.cancelled().await
         });
-    let admin_stop = stop.clone();
-    let admin_server = axum::serve(admin, admin_app)
-        .with_graceful_shutdown(async move { admin_stop.cancelled().await });
+    let admin_server = admin::serve(admin, admin_app, config.tls.admin.clone(), stop.clone());
 
     let grpc_task = tokio::spawn(grpc_server);
     let health_task = tokio::spawn(health_server);
-    let admin_task = tokio::spawn(admin_server.into_future());
+    let admin_task = tokio::spawn(admin_server);
     tracing::info!("serving");
 
     shutdown.await;
@@ -171,6 +173,19 @@ pub async fn serve<S: SessionStore>(
     Ok(())
 }
 
+/// Reads credentials, quotas and certificates again (what SIGHUP does): new ones take effect
+/// at once, and a connection whose credential is gone is refused from its next call. What
+/// cannot be read is reported and leaves what is in force alone.
+pub fn reload(config: &ServerConfig) -> Result<String, String> {
+    let summary = if config.auth.enabled() {
+        config.auth.reload().map_err(|e| e.to_string())?
+    } else {
+        "authentication off".to_owned()
+    };
+    config.tls.reload().map_err(|e| e.to_string())?;
+    Ok(summary)
+}
+
 /// Resolves on Ctrl-C or SIGTERM: what a terminal and a container manager each send.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -197,10 +212,11 @@ pub async fn shutdown_signal() {
 mod tests {
     use super::*;
     use crate::{
+        apps::AppId,
         events::EventLog,
         id::SessionId,
         store::{
-            CreateOptions, GetOutcome, GetQuery, Operation, SessionInfo, StoreError, Usage,
+            CreateOptions, GetOutcome, GetQuery, Operation, Rotated, StoreError, Usage,
             WriteOutcome, memory::MemoryStore,
         },
     };
@@ -216,32 +232,39 @@ mod tests {
     impl SessionStore for SlowStore {
         async fn create(
             &self,
+            app: AppId,
             options: CreateOptions,
             ops: Vec<Operation>,
         ) -> Result<WriteOutcome, StoreError> {
-            self.inner.create(options, ops).await
+            self.inner.create(app, options, ops).await
         }
 
-        async fn get(&self, id: &SessionId, query: GetQuery) -> Result<GetOutcome, StoreError> {
-            self.inner.get(id, query).await
+        async fn get(
+            &self,
+            app: AppId,
+            id: &SessionId,
+            query: GetQuery,
+        ) -> Result<GetOutcome, StoreError> {
+            self.inner.get(app, id, query).await
         }
 
         async fn apply(
             &self,
+            app: AppId,
             id: &SessionId,
             ops: Vec<Operation>,
             return_session: bool,
         ) -> Result<WriteOutcome, StoreError> {
             tokio::time::sleep(self.write_time).await;
-            self.inner.apply(id, ops, return_session).await
+            self.inner.apply(app, id, ops, return_session).await
         }
 
-        async fn invalidate(&self, id: &SessionId) -> Result<(), StoreError> {
-            self.inner.invalidate(id).await
+        async fn invalidate(&self, app: AppId, id: &SessionId) -> Result<u64, StoreError> {
+            self.inner.invalidate(app, id).await
         }
 
-        async fn rotate_id(&self, id: &SessionId) -> Result<SessionInfo, StoreError> {
-            self.inner.rotate_id(id).await
+        async fn rotate_id(&self, app: AppId, id: &SessionId) -> Result<Rotated, StoreError> {
+            self.inner.rotate_id(app, id).await
         }
 
         async fn sweep(&self) -> usize {
@@ -252,8 +275,16 @@ mod tests {
             self.inner.usage()
         }
 
+        fn usage_by_app(&self) -> Vec<Usage> {
+            self.inner.usage_by_app()
+        }
+
         fn durable(&self) -> bool {
             false
+        }
+
+        fn store_id(&self) -> &str {
+            self.inner.store_id()
         }
     }
 
@@ -274,6 +305,7 @@ mod tests {
             config.limits,
             Arc::clone(&config.clock),
             Arc::clone(&events),
+            Arc::clone(config.auth.apps()),
         );
         let store = Arc::new(SlowStore { inner, write_time });
         let engine = Engine::with_store(store, events, &config);
@@ -289,6 +321,7 @@ mod tests {
             endpoints: vec![url],
             timeout: Duration::from_secs(5),
             protocol: Protocol::Framed,
+            ..ClientConfig::default()
         })
         .expect("valid address");
         let id = client.create(Ops::new()).await.expect("create").info.id;

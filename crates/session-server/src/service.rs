@@ -1,8 +1,12 @@
-//! The gRPC face of a [`SessionStore`]: `session.v1.SessionService`.
+//! The gRPC face of a [`SessionStore`]: `session.v1.SessionService`. Every call runs as a
+//! [`Caller`]: the app a framed connection's hello or a gRPC request's metadata authenticated.
 
 use crate::{
     Engine,
+    auth::{Caller, Refusal},
     convert::{self, CallFailure, InvalidInput},
+    events::Cursor,
+    handshake::{self, Peer, ServerFacts},
     id::{Prefix, SessionId},
     metrics::Metrics,
     store::{CreateOptions, GetOutcome, GetQuery, SessionStore, StoreError},
@@ -21,36 +25,100 @@ use tonic::{Code, Request, Response, Status, Streaming};
 #[derive(Debug)]
 pub struct SessionServiceImpl<S> {
     engine: Engine<S>,
+    /// Who a request without any metadata is on a server without authentication (tools, the
+    /// in-process adapter's calls): made once, not per call.
+    anonymous: Option<Caller>,
 }
 
 impl<S> Clone for SessionServiceImpl<S> {
     fn clone(&self) -> Self {
         Self {
             engine: self.engine.clone(),
+            anonymous: self.anonymous.clone(),
         }
     }
 }
 
 impl<S: SessionStore> SessionServiceImpl<S> {
     pub fn new(engine: Engine<S>) -> Self {
-        Self { engine }
+        let anonymous = (!engine.auth.enabled())
+            .then(|| engine.auth.authenticate(Default::default()).ok())
+            .flatten();
+        Self { engine, anonymous }
     }
 
-    /// Runs one call, recording its outcome and latency.
+    /// Runs one call of `caller`'s, within its app's rate, recording its outcome and latency.
     async fn observed<T>(
         &self,
+        caller: &Caller,
         method: &'static str,
         call: impl Future<Output = Result<T, CallFailure>>,
     ) -> Result<T, CallFailure> {
         let started = Instant::now();
-        let result = call.await;
+        let result = if caller.app.admit() {
+            call.await
+        } else {
+            Err(CallFailure::RateLimited {
+                app: caller.app.name.to_string(),
+                rate: caller.app.quota().rate.unwrap_or_default(),
+            })
+        };
         let code = result.as_ref().map_or_else(CallFailure::code, |_| Code::Ok);
         self.engine.metrics.observe(method, code, started.elapsed());
         if let Err(failure) = &result {
-            tracing::debug!(method, ?code, %failure, "call failed");
+            tracing::debug!(method, app = %caller.app, ?code, %failure, "call failed");
         }
         result
     }
+
+    /// The caller a gRPC request makes, from its metadata and its connection's TLS.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if let Some(anonymous) = &self.anonymous
+            && request.metadata().is_empty()
+        {
+            return Ok(anonymous.clone());
+        }
+        let peer = request.extensions().get::<Peer>();
+        let presented = handshake::from_metadata(request.metadata(), peer);
+        self.engine.auth.authenticate(presented).map_err(refused)
+    }
+
+    /// Answers a framed connection's first message: the caller its hello (or, from a client
+    /// of protocol 1, its lack of one) makes, and what to answer the hello with.
+    pub fn hello(
+        &self,
+        hello: Option<&pb::Hello>,
+        peer: &Peer,
+    ) -> (Result<Caller, Refusal>, Option<pb::HelloReply>) {
+        let outcome = self
+            .engine
+            .auth
+            .authenticate(handshake::from_hello(hello, peer));
+        if let Err(refusal) = &outcome {
+            tracing::debug!(code = ?refusal.code, reason = refusal.message, "framed connection refused");
+        }
+        let reply = hello.map(|_| handshake::reply(&outcome, &self.facts()));
+        (outcome, reply)
+    }
+
+    /// Checks `caller` again if the credentials were reloaded since it was last checked.
+    pub fn recheck(&self, caller: &mut Caller) -> Result<(), Refusal> {
+        self.engine.auth.recheck(caller)
+    }
+
+    /// What the store says of itself in every answer to a hello.
+    pub fn facts(&self) -> ServerFacts {
+        ServerFacts {
+            store_id: self.engine.store.store_id().to_owned(),
+            epoch: self.engine.events.epoch(),
+            durable: self.engine.store.durable(),
+        }
+    }
+}
+
+/// A refusal as a gRPC status.
+pub fn refused(refusal: Refusal) -> Status {
+    Status::new(refusal.code, refusal.message)
 }
 
 /// Most calls one pipeline message may hold (the client library sends at most 256).
@@ -67,6 +135,7 @@ pub const RESPONSE_CHUNK_BYTES: usize = 256 * 1024;
 pub struct Answering {
     calls: std::vec::IntoIter<pb::Call>,
     origin: u64,
+    caller: Caller,
     /// Bytes of replies given so far, against the batch's budget.
     spent: u64,
     /// Whether a response went out: even a message without calls gets one.
@@ -74,9 +143,9 @@ pub struct Answering {
 }
 
 impl Answering {
-    /// A message to answer; one with more than [`MAX_CALLS`] calls is answered by a single
-    /// reply of tag 0 (see docs/protocol.md), its calls left unrun.
-    pub fn new(batch: pb::PipelineRequest) -> Result<Self, pb::PipelineResponse> {
+    /// A message of `caller`'s to answer; one with more than [`MAX_CALLS`] calls is answered
+    /// by a single reply of tag 0 (see docs/protocol.md), its calls left unrun.
+    pub fn new(batch: pb::PipelineRequest, caller: Caller) -> Result<Self, pb::PipelineResponse> {
         if batch.calls.len() > MAX_CALLS {
             return Err(refusal(convert::refused(
                 Code::ResourceExhausted,
@@ -89,6 +158,7 @@ impl Answering {
         Ok(Self {
             calls: batch.calls.into_iter(),
             origin: batch.origin,
+            caller,
             spent: 0,
             started: false,
         })
@@ -103,6 +173,7 @@ pub fn refusal(error: pb::CallError) -> pb::PipelineResponse {
             tag: 0,
             kind: Some(pb::reply::Kind::Error(error)),
         }],
+        hello: None,
     }
 }
 
@@ -125,7 +196,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
             let mut size = 0;
             while let Some(call) = batch.calls.next() {
                 let reply = if batch.spent < self.engine.max_batch_reply_bytes {
-                    self.answer(call).await
+                    self.answer(&batch.caller, call).await
                 } else {
                     let error = convert::refused(
                         Code::ResourceExhausted,
@@ -155,7 +226,10 @@ impl<S: SessionStore> SessionServiceImpl<S> {
             }
         };
         crate::events::ORIGIN.scope(batch.origin, answers).await;
-        Some(pb::PipelineResponse { replies })
+        Some(pb::PipelineResponse {
+            replies,
+            hello: None,
+        })
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -172,27 +246,34 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     }
 
     /// One call of a pipeline, answered exactly as its unary RPC would be.
-    async fn answer(&self, call: pb::Call) -> pb::Reply {
+    async fn answer(&self, caller: &Caller, call: pb::Call) -> pb::Reply {
         use pb::{call::Kind as C, reply::Kind as R};
         let result = match call.kind {
             Some(C::Create(r)) => self
-                .observed("create", self.create_call(r))
+                .observed(caller, "create", self.create_call(caller, r))
                 .await
                 .map(R::Write),
-            Some(C::Get(r)) => self.observed("get", self.get_call(r)).await.map(R::Get),
+            Some(C::Get(r)) => self
+                .observed(caller, "get", self.get_call(caller, r))
+                .await
+                .map(R::Get),
             Some(C::Apply(r)) => self
-                .observed("apply", self.apply_call(r))
+                .observed(caller, "apply", self.apply_call(caller, r))
                 .await
                 .map(R::Write),
             Some(C::Invalidate(r)) => self
-                .observed("invalidate", self.invalidate_call(r))
+                .observed(caller, "invalidate", self.invalidate_call(caller, r))
                 .await
                 .map(R::Invalidate),
             Some(C::RotateId(r)) => self
-                .observed("rotate_id", self.rotate_id_call(r))
+                .observed(caller, "rotate_id", self.rotate_id_call(caller, r))
                 .await
                 .map(R::RotateId),
-            None => Err(InvalidInput("call has no kind".into()).into()),
+            None => Err(InvalidInput::unknown(
+                "the call's kind".into(),
+                "create, get, apply, invalidate, rotate_id",
+            )
+            .into()),
         };
         let kind = result.unwrap_or_else(|failure| R::Error(convert::call_error(&failure)));
         pb::Reply {
@@ -220,47 +301,65 @@ fn returning_session(value: i32) -> bool {
 /// the RPCs' request wrappers and boxed futures).
 impl<S: SessionStore> SessionServiceImpl<S> {
     #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "create"))]
-    async fn create_call(&self, req: pb::CreateRequest) -> Result<pb::WriteResponse, CallFailure> {
+    async fn create_call(
+        &self,
+        caller: &Caller,
+        req: pb::CreateRequest,
+    ) -> Result<pb::WriteResponse, CallFailure> {
         let ops = convert::operations(req.operations)?;
         let options = CreateOptions {
             idle_timeout: duration_ms(req.idle_timeout_ms),
             max_lifetime: duration_ms(req.max_lifetime_ms),
             return_session: returning_session(req.returning),
         };
-        let outcome = self.engine.store.create(options, ops).await?;
+        let outcome = self
+            .engine
+            .store
+            .create(caller.app.id, options, ops)
+            .await?;
         tracing::debug!(session = %outcome.info.id, "created");
         Ok(outcome.into())
     }
 
     #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "get", session = %Prefix(&req.id)))]
-    async fn get_call(&self, mut req: pb::GetRequest) -> Result<pb::GetResponse, CallFailure> {
+    async fn get_call(
+        &self,
+        caller: &Caller,
+        mut req: pb::GetRequest,
+    ) -> Result<pb::GetResponse, CallFailure> {
         let id = session_id(&req.id)?;
         // Only an id's one spelling parses, so the request's text is the reply's id as is.
         let text = std::mem::take(&mut req.id);
         let query = GetQuery::try_from(req)?;
-        Ok(match self.engine.store.get(&id, query).await? {
-            GetOutcome::Found(snapshot) => pb::GetResponse {
-                not_modified: false,
-                session: Some(convert::session(snapshot, text)),
+        Ok(
+            match self.engine.store.get(caller.app.id, &id, query).await? {
+                GetOutcome::Found(snapshot) => pb::GetResponse {
+                    not_modified: false,
+                    session: Some(convert::session(snapshot, text)),
+                },
+                GetOutcome::NotModified(info) => pb::GetResponse {
+                    not_modified: true,
+                    session: Some(pb::Session {
+                        info: Some(convert::info(info, text)),
+                        attributes: Vec::new(),
+                    }),
+                },
             },
-            GetOutcome::NotModified(info) => pb::GetResponse {
-                not_modified: true,
-                session: Some(pb::Session {
-                    info: Some(convert::info(info, text)),
-                    attributes: Vec::new(),
-                }),
-            },
-        })
+        )
     }
 
     #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "apply", session = %Prefix(&req.id)))]
-    async fn apply_call(&self, req: pb::ApplyRequest) -> Result<pb::WriteResponse, CallFailure> {
+    async fn apply_call(
+        &self,
+        caller: &Caller,
+        req: pb::ApplyRequest,
+    ) -> Result<pb::WriteResponse, CallFailure> {
         let id = session_id(&req.id)?;
         let ops = convert::operations(req.operations)?;
         let outcome = self
             .engine
             .store
-            .apply(&id, ops, returning_session(req.returning))
+            .apply(caller.app.id, &id, ops, returning_session(req.returning))
             .await?;
         Ok(convert::write_response(outcome, req.id))
     }
@@ -268,24 +367,27 @@ impl<S: SessionStore> SessionServiceImpl<S> {
     #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "invalidate", session = %Prefix(&req.id)))]
     async fn invalidate_call(
         &self,
+        caller: &Caller,
         req: pb::InvalidateRequest,
     ) -> Result<pb::InvalidateResponse, CallFailure> {
         let id = session_id(&req.id)?;
-        self.engine.store.invalidate(&id).await?;
+        let reference = self.engine.store.invalidate(caller.app.id, &id).await?;
         tracing::debug!(session = %id, "invalidated");
-        Ok(pb::InvalidateResponse {})
+        Ok(pb::InvalidateResponse { reference })
     }
 
     #[tracing::instrument(level = "debug", name = "call", skip_all, fields(op = "rotate_id", session = %Prefix(&req.id)))]
     async fn rotate_id_call(
         &self,
+        caller: &Caller,
         req: pb::RotateIdRequest,
     ) -> Result<pb::RotateIdResponse, CallFailure> {
         let id = session_id(&req.id)?;
-        let info = self.engine.store.rotate_id(&id).await?;
-        tracing::debug!(session = %id, new = %info.id, "id rotated");
+        let rotated = self.engine.store.rotate_id(caller.app.id, &id).await?;
+        tracing::debug!(session = %id, new = %rotated.info.id, "id rotated");
         Ok(pb::RotateIdResponse {
-            info: Some(info.into()),
+            info: Some(rotated.info.into()),
+            previous_reference: rotated.previous_reference,
         })
     }
 }
@@ -296,8 +398,9 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let call = self.create_call(request.into_inner());
-        let answer = self.observed("create", call).await;
+        let caller = self.caller(&request)?;
+        let call = self.create_call(&caller, request.into_inner());
+        let answer = self.observed(&caller, "create", call).await;
         answer.map(Response::new).map_err(Status::from)
     }
 
@@ -305,8 +408,9 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let call = self.get_call(request.into_inner());
-        let answer = self.observed("get", call).await;
+        let caller = self.caller(&request)?;
+        let call = self.get_call(&caller, request.into_inner());
+        let answer = self.observed(&caller, "get", call).await;
         answer.map(Response::new).map_err(Status::from)
     }
 
@@ -314,8 +418,9 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let call = self.apply_call(request.into_inner());
-        let answer = self.observed("apply", call).await;
+        let caller = self.caller(&request)?;
+        let call = self.apply_call(&caller, request.into_inner());
+        let answer = self.observed(&caller, "apply", call).await;
         answer.map(Response::new).map_err(Status::from)
     }
 
@@ -323,8 +428,9 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         &self,
         request: Request<pb::InvalidateRequest>,
     ) -> Result<Response<pb::InvalidateResponse>, Status> {
-        let call = self.invalidate_call(request.into_inner());
-        let answer = self.observed("invalidate", call).await;
+        let caller = self.caller(&request)?;
+        let call = self.invalidate_call(&caller, request.into_inner());
+        let answer = self.observed(&caller, "invalidate", call).await;
         answer.map(Response::new).map_err(Status::from)
     }
 
@@ -332,8 +438,9 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         &self,
         request: Request<pb::RotateIdRequest>,
     ) -> Result<Response<pb::RotateIdResponse>, Status> {
-        let call = self.rotate_id_call(request.into_inner());
-        let answer = self.observed("rotate_id", call).await;
+        let caller = self.caller(&request)?;
+        let call = self.rotate_id_call(&caller, request.into_inner());
+        let answer = self.observed(&caller, "rotate_id", call).await;
         answer.map(Response::new).map_err(Status::from)
     }
 
@@ -343,31 +450,41 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         &self,
         request: Request<Streaming<pb::PipelineRequest>>,
     ) -> Result<Response<Self::PipelineStream>, Status> {
+        let caller = self.caller(&request)?;
         let incoming = request.into_inner();
         let service = self.clone();
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        handshake::add_metadata(&mut metadata, &self.facts(), &caller);
         // Each request message answered by one or more response messages, in order; a
         // response is made only when the previous one was taken, so a client that does not
         // read holds up its own stream and nothing else. The stream ends when the client's
-        // does, or with the status of a message that does not decode.
-        let state = Some((incoming, service, None::<Answering>));
+        // does, with the status of a message that does not decode, or when the caller's
+        // credential is revoked.
+        let state = Some((incoming, service, caller, None::<Answering>));
         let replies = futures_util::stream::unfold(state, |state| {
             async move {
-                let (mut incoming, service, mut batch) = state?;
+                let (mut incoming, service, mut caller, mut batch) = state?;
                 loop {
                     if let Some(answering) = &mut batch
                         && let Some(response) = service.next_response(answering).await
                     {
-                        return Some((Ok(response), Some((incoming, service, batch))));
+                        return Some((Ok(response), Some((incoming, service, caller, batch))));
                     }
                     let message = tokio::select! {
                         _ = service.engine.closing.cancelled() => return None,
                         message = incoming.message() => message,
                     };
+                    if let Err(refusal) = service.recheck(&mut caller) {
+                        return Some((Err(refused(refusal)), None));
+                    }
                     match message {
-                        Ok(Some(request)) => match Answering::new(request) {
+                        Ok(Some(request)) => match Answering::new(request, caller.clone()) {
                             Ok(answering) => batch = Some(answering),
                             Err(refused) => {
-                                return Some((Ok(refused), Some((incoming, service, None))));
+                                return Some((
+                                    Ok(refused),
+                                    Some((incoming, service, caller, None)),
+                                ));
                             }
                         },
                         Ok(None) => return None,
@@ -377,7 +494,9 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
                 }
             }
         });
-        Ok(Response::new(replies.boxed()))
+        let mut response = Response::new(replies.boxed());
+        *response.metadata_mut() = metadata;
+        Ok(response)
     }
 
     type WatchStream = BoxStream<'static, Result<pb::WatchResponse, Status>>;
@@ -386,18 +505,38 @@ impl<S: SessionStore> SessionService for SessionServiceImpl<S> {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.observed("watch", async {
-            let req = request.into_inner();
-            let durable = self.engine.store.durable();
-            let stream = self
-                .engine
-                .events
-                .watch(req.server_epoch, req.after_seq, req.skip_origin)
-                .map(move |item| Ok(convert::watch_response(item, durable)));
-            Ok::<_, CallFailure>(stream.boxed())
-        })
-        .await
-        .map(Response::new)
-        .map_err(Status::from)
+        let caller = self.caller(&request)?;
+        if caller.protocol < 2 {
+            return Err(Status::failed_precondition(
+                "this server's events name sessions by reference, never by id (protocol 2): a client of protocol 1 cannot follow them; upgrade it (docs/protocol.md, \"Compatibility\")",
+            ));
+        }
+        let stream = self
+            .observed(&caller, "watch", async {
+                let req = request.into_inner();
+                let durable = self.engine.store.durable();
+                let epoch = self.engine.events.epoch();
+                let from = Cursor::from_bytes(&req.cursor);
+                let service = self.clone();
+                let mut caller = caller.clone();
+                let stream = self
+                    .engine
+                    .events
+                    .watch(caller.app.id, from, req.skip_origin)
+                    .map(move |item| {
+                        // A watcher whose credential was revoked hears nothing more.
+                        service.recheck(&mut caller).map_err(refused)?;
+                        Ok(convert::watch_response(item, epoch, durable))
+                    })
+                    .scan(false, |ended, item: Result<_, Status>| {
+                        let last = std::mem::replace(ended, item.is_err());
+                        std::future::ready((!last).then_some(item))
+                    });
+                Ok::<_, CallFailure>(stream.boxed())
+            })
+            .await?;
+        let mut response = Response::new(stream);
+        handshake::add_metadata(response.metadata_mut(), &self.facts(), &caller);
+        Ok(response)
     }
 }

@@ -88,7 +88,10 @@ impl TestServer {
 /// Polls the health check until SERVING: no sleeping for a guessed start-up time.
 pub async fn wait_serving(url: &str) {
     for _ in 0..500 {
-        if probe::check(url, Duration::from_millis(200)).await.is_ok() {
+        if probe::check(url, None, Duration::from_millis(200))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

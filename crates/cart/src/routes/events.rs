@@ -5,11 +5,15 @@ use actix_web::{HttpResponse, ResponseError, http::header, web};
 use session_client::actix::RequestSession;
 
 pub async fn stream(session: RequestSession, state: web::Data<AppState>) -> HttpResponse {
-    // Only the cookie is needed: no session server call, and none at all without a session.
-    let Some(id) = session.id() else {
-        return HttpResponse::NoContent().finish(); // 204 tells EventSource not to reconnect
+    // Events name sessions by reference: the session says its own (from the near cache,
+    // as a rule). No call at all without a session cookie.
+    let reference = match session.load().await {
+        Ok(Some(loaded)) => loaded.info.reference,
+        // 204 tells EventSource not to reconnect.
+        Ok(None) => return HttpResponse::NoContent().finish(),
+        Err(e) => return CartError::from(e).error_response(),
     };
-    let Some(events) = state.live.events(id) else {
+    let Some(events) = state.live.events(reference) else {
         return CartError::TooManyStreams.error_response();
     };
     HttpResponse::Ok()

@@ -528,6 +528,8 @@ async fn a_page_left_open_while_its_session_ended_still_adds_with_its_token() {
     let id = browser.cookie().expect("session");
     let client = session_client::SessionClient::connect_lazy(session_client::ClientConfig {
         endpoints: vec![server.url()],
+        // The cart's sessions are app "cart"'s: to any other app they do not exist.
+        app: Some(cart::config::DEFAULT_APP.into()),
         ..Default::default()
     })
     .expect("client");

@@ -31,7 +31,7 @@ use crate::{
     client::{self, SessionClient},
     error::Error,
     event::{Event, EventKind},
-    id::SessionId,
+    id::SessionRef,
     ops::Ops,
     value::{Session, SessionInfo, WriteResult},
     watch::{self, Update},
@@ -210,8 +210,8 @@ impl CachedClient {
             .client
             .create_with(ops, idle_timeout, max_lifetime, return_session)
             .await?;
-        let (id, version) = (&written.info.id, written.info.version);
-        self.announce(|| own_event(EventKind::Created, id.clone(), version, changed));
+        let (reference, version) = (written.info.reference, written.info.version);
+        self.announce(|| own_event(EventKind::Created, reference, version, changed));
         self.remember(generation, &written);
         Ok(written)
     }
@@ -236,16 +236,17 @@ impl CachedClient {
                 return Err(e);
             }
         };
-        let version = written.info.version;
-        self.announce(|| own_event(EventKind::Changed, id.into(), version, changed));
+        let (reference, version) = (written.info.reference, written.info.version);
+        self.announce(|| own_event(EventKind::Changed, reference, version, changed));
         self.remember(generation, &written);
         Ok(written)
     }
 
     pub async fn invalidate(&self, id: &str) -> Result<(), Error> {
-        match self.client.invalidate(id).await {
-            Ok(()) => {
-                self.announce(|| own_event(EventKind::Invalidated, id.into(), 0, Vec::new()));
+        match self.client.invalidate_ref(id).await {
+            Ok(reference) => {
+                self.cache.forget(id);
+                self.announce(|| own_event(EventKind::Invalidated, reference, 0, Vec::new()));
                 Ok(())
             }
             Err(e) => {
@@ -257,16 +258,17 @@ impl CachedClient {
 
     /// See [`SessionClient::rotate_id`].
     pub async fn rotate_id(&self, id: &str) -> Result<SessionInfo, Error> {
-        let info = match self.client.rotate_id(id).await {
-            Ok(info) => info,
+        let (info, previous) = match self.client.rotate_id_ref(id).await {
+            Ok(rotated) => rotated,
             Err(e) => {
                 self.doubt(id, &e);
                 return Err(e);
             }
         };
+        self.cache.forget(id);
         self.announce(|| Event {
-            new_id: Some(info.id.clone()),
-            ..own_event(EventKind::IdRotated, id.into(), info.version, Vec::new())
+            new_reference: Some(info.reference),
+            ..own_event(EventKind::IdRotated, previous, info.version, Vec::new())
         });
         Ok(info)
     }
@@ -283,14 +285,15 @@ impl CachedClient {
 }
 
 /// An event of this client's own write, as the server would have sent it.
-fn own_event(kind: EventKind, id: SessionId, version: u64, changed: Vec<String>) -> Event {
+fn own_event(kind: EventKind, reference: SessionRef, version: u64, changed: Vec<String>) -> Event {
     Event {
         seq: 0,
         kind,
-        session_id: id,
+        reference,
         version,
         changed,
-        new_id: None,
+        new_reference: None,
         at: SystemTime::now(),
+        cursor: Default::default(),
     }
 }

@@ -1,10 +1,20 @@
 //! The near cache's copies and the rules that keep them coherent (see [`super`]), without
 //! timing: the client wrapper feeds it reads, writes and the watch stream's updates.
+//!
+//! Events name sessions by reference, never by id, so the copies are kept by reference, and
+//! a map from id to reference finds a copy for a read. A session not held leaves only its
+//! reference (a tombstone), which is all an event gives.
 
-use crate::{event::Event, id::SessionId, value::Session, watch::Update};
+use crate::{
+    event::Event,
+    id::{SessionId, SessionRef},
+    value::Session,
+    watch::Update,
+};
 use lru::LruCache;
 use parking_lot::{Mutex, MutexGuard};
 use std::{
+    collections::HashMap,
     num::NonZeroUsize,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant, SystemTime},
@@ -43,12 +53,61 @@ impl Entry {
     }
 }
 
+/// The copies by reference, and the references of the ids of those held.
+#[derive(Debug)]
+struct Entries {
+    by_ref: LruCache<SessionRef, Entry>,
+    refs: HashMap<SessionId, SessionRef>,
+}
+
+impl Entries {
+    /// Keeps `entry` under `reference`, forgetting the id of whatever it replaces or evicts.
+    fn put(&mut self, reference: SessionRef, entry: Entry) {
+        let id = entry.session.as_ref().map(|s| s.info.id.clone());
+        if let Some((_, gone)) = self.by_ref.push(reference, entry) {
+            self.unmap(gone.session.as_ref());
+        }
+        if let Some(id) = id {
+            self.refs.insert(id, reference);
+        }
+    }
+
+    fn pop(&mut self, reference: SessionRef) {
+        if let Some(gone) = self.by_ref.pop(&reference) {
+            self.unmap(gone.session.as_ref());
+        }
+    }
+
+    /// Drops the copy held under `reference`, keeping what its version was.
+    fn drop_copy(&mut self, reference: SessionRef) {
+        let Some(entry) = self.by_ref.peek_mut(&reference) else {
+            return;
+        };
+        let gone = entry.session.take();
+        self.unmap(gone.as_ref());
+    }
+
+    fn unmap(&mut self, session: Option<&Session>) {
+        if let Some(session) = session
+            && self.refs.get(session.info.id.as_str()) == Some(&session.info.reference)
+        {
+            self.refs.remove(session.info.id.as_str());
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_ref.clear();
+        self.refs.clear();
+    }
+}
+
 #[derive(Debug)]
 pub struct NearCache {
-    entries: Mutex<LruCache<SessionId, Entry>>,
+    entries: Mutex<Entries>,
     /// True while the watch stream is connected: only then can copies be trusted.
     live: AtomicBool,
-    /// Bumped by every clear, so a read that started before one cannot store after it.
+    /// Bumped by every clear (and by a doubt about a session not held), so a read that
+    /// started before one cannot store after it.
     generation: AtomicU64,
 }
 
@@ -61,13 +120,16 @@ pub(crate) enum Lookup {
 impl NearCache {
     pub(crate) fn new(capacity: NonZeroUsize) -> Self {
         Self {
-            entries: Mutex::new(LruCache::new(capacity)),
+            entries: Mutex::new(Entries {
+                by_ref: LruCache::new(capacity),
+                refs: HashMap::new(),
+            }),
             live: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, LruCache<SessionId, Entry>> {
+    fn entries(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock()
     }
 
@@ -77,7 +139,10 @@ impl NearCache {
             return Lookup::Miss { generation };
         }
         let mut entries = self.entries();
-        let Some(entry) = entries.get_mut(id) else {
+        let Some(&reference) = entries.refs.get(id) else {
+            return Lookup::Miss { generation };
+        };
+        let Some(entry) = entries.by_ref.get_mut(&reference) else {
             return Lookup::Miss { generation };
         };
         let Some(session) = &entry.session else {
@@ -86,7 +151,10 @@ impl NearCache {
         let info = &session.info;
         let deadline =
             (entry.server_access + info.idle_timeout).min(info.created_at + info.max_lifetime);
-        if info.version < min_version.max(entry.known_version) || SystemTime::now() >= deadline {
+        if info.id != id
+            || info.version < min_version.max(entry.known_version)
+            || SystemTime::now() >= deadline
+        {
             return Lookup::Miss { generation };
         }
         let touch = entry.last_touch.elapsed() >= TOUCH_INTERVAL;
@@ -108,14 +176,13 @@ impl NearCache {
             return;
         }
         let mut entries = self.entries();
-        let known = entries
-            .peek(session.info.id.as_str())
-            .map_or(0, Entry::newest);
+        let reference = session.info.reference;
+        let known = entries.by_ref.peek(&reference).map_or(0, Entry::newest);
         if session.info.version < known {
             return;
         }
         entries.put(
-            session.info.id.clone(),
+            reference,
             Entry {
                 session: Some(session.clone()),
                 known_version: known,
@@ -126,15 +193,23 @@ impl NearCache {
     }
 
     pub(crate) fn forget(&self, id: &str) {
-        self.entries().pop(id);
+        let mut entries = self.entries();
+        if let Some(reference) = entries.refs.get(id).copied() {
+            entries.pop(reference);
+        }
     }
 
     /// A write to `id` may have taken effect unseen: drops the copy and refuses any copy not
-    /// newer than it, as if an event had announced the next version.
+    /// newer than it, as if an event had announced the next version. For a session not held,
+    /// whose reference this cache does not know, no read in flight may store its copy.
     pub(crate) fn doubt(&self, id: &str) {
         let mut entries = self.entries();
-        let next = entries.peek(id).map_or(0, Entry::newest) + 1;
-        entries.put(SessionId::from(id), Entry::tombstone(next));
+        let Some(reference) = entries.refs.get(id).copied() else {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            return;
+        };
+        let next = entries.by_ref.peek(&reference).map_or(0, Entry::newest) + 1;
+        entries.put(reference, Entry::tombstone(next));
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -143,29 +218,23 @@ impl NearCache {
 
     pub(crate) fn on_event(&self, event: &Event) {
         let mut entries = self.entries();
+        let reference = event.reference;
         match event.kind {
             // Ended or moved: the id names nothing any more (the server answers NOT_FOUND).
-            kind if kind.ends_id() => {
-                entries.pop(event.session_id.as_str());
-            }
-            _ => {
-                let stale = entries.get_mut(event.session_id.as_str());
-                match stale {
-                    Some(entry) => {
-                        entry.known_version = entry.known_version.max(event.version);
-                        if entry
-                            .session
-                            .as_ref()
-                            .is_some_and(|s| s.info.version < event.version)
-                        {
-                            entry.session = None;
-                        }
-                    }
-                    None => {
-                        entries.put(event.session_id.clone(), Entry::tombstone(event.version));
+            kind if kind.ends_id() => entries.pop(reference),
+            _ => match entries.by_ref.get_mut(&reference) {
+                Some(entry) => {
+                    entry.known_version = entry.known_version.max(event.version);
+                    if entry
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.info.version < event.version)
+                    {
+                        entries.drop_copy(reference);
                     }
                 }
-            }
+                None => entries.put(reference, Entry::tombstone(event.version)),
+            },
         }
     }
 
@@ -192,11 +261,17 @@ mod tests {
     use super::*;
     use crate::{event::EventKind, value::SessionInfo};
 
+    /// Each test session's reference: a hash of its id will do.
+    fn reference(id: &str) -> SessionRef {
+        SessionRef::new(id.bytes().fold(7, |h, b| h * 31 + u64::from(b)))
+    }
+
     fn session(id: &str, version: u64) -> Session {
         let now = SystemTime::now();
         Session {
             info: SessionInfo {
                 id: id.into(),
+                reference: reference(id),
                 version,
                 created_at: now,
                 last_access: now,
@@ -225,11 +300,12 @@ mod tests {
         Event {
             seq: 1,
             kind,
-            session_id: id.into(),
+            reference: reference(id),
             version,
             changed: Vec::new(),
-            new_id: None,
+            new_reference: None,
             at: SystemTime::now(),
+            cursor: Default::default(),
         }
     }
 
@@ -319,6 +395,45 @@ mod tests {
             None,
             "a read from before the gap is not kept"
         );
+    }
+
+    #[test]
+    fn a_doubt_about_a_session_not_held_keeps_a_read_in_flight_from_storing() {
+        let cache = connected();
+        let generation = cache.generation();
+        cache.doubt("a"); // a write to "a" went unanswered while a read of it was out
+        cache.store(&session("a", 3), generation);
+        assert_eq!(served(&cache, "a", 0), None);
+        cache.store(&session("a", 3), cache.generation());
+        assert_eq!(
+            served(&cache, "a", 0),
+            Some(3),
+            "a read made after the doubt"
+        );
+    }
+
+    #[test]
+    fn a_rotated_session_is_found_by_neither_id_nor_reference() {
+        let cache = connected();
+        cache.store(&session("a", 2), cache.generation());
+        cache.on_event(&event(EventKind::IdRotated, "a", 2));
+        assert_eq!(served(&cache, "a", 0), None);
+        assert!(
+            cache.entries().refs.is_empty(),
+            "no id is kept for a copy gone"
+        );
+    }
+
+    #[test]
+    fn a_copy_evicted_by_capacity_takes_its_id_along() {
+        let cache = NearCache::new(NonZeroUsize::new(2).unwrap());
+        cache.clear(true);
+        for id in ["a", "b", "c"] {
+            cache.store(&session(id, 1), cache.generation());
+        }
+        assert_eq!(served(&cache, "a", 0), None, "the least recently used went");
+        assert_eq!(served(&cache, "c", 0), Some(1));
+        assert_eq!(cache.entries().refs.len(), 2);
     }
 
     #[test]

@@ -139,10 +139,7 @@ impl Calls {
     pub(super) fn answer(&mut self, response: pb::PipelineResponse) {
         for reply in response.replies {
             if let (0, Some(pb::reply::Kind::Error(e))) = (reply.tag, &reply.kind) {
-                self.refusal = Some(Error::Unavailable(format!(
-                    "the session server refused: {}",
-                    e.message
-                )));
+                self.refusal = Some(crate::convert::refusal(e));
                 continue;
             }
             if let (Some(pending), Some(kind)) = (self.pending.remove(&reply.tag), reply.kind) {

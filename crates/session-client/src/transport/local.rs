@@ -1,8 +1,10 @@
 //! The in-process adapter: a session service in this process (the session server's own
 //! service, embedded), called as the pipeline would call it, with the same deadline and no
-//! network.
+//! network. Its sessions are the service's default app's: calls carry no metadata (the
+//! cheapest request the service takes), the watch only the protocol version.
 
-use crate::{convert, error::Error};
+use super::handshake::{Handshake, Heard};
+use crate::{config::ClientConfig, convert, error::Error};
 use futures_util::stream::BoxStream;
 use session_proto::v1::{
     self as pb, call::Kind as Call, reply::Kind as Reply, session_service_server::SessionService,
@@ -21,11 +23,20 @@ pub type LocalService = dyn SessionService<
 pub(crate) struct Local {
     service: Arc<LocalService>,
     timeout: Duration,
+    heard: Arc<Heard>,
 }
 
 impl Local {
     pub(crate) fn new(service: Arc<LocalService>, timeout: Duration) -> Self {
-        Self { service, timeout }
+        Self {
+            service,
+            timeout,
+            heard: Arc::default(),
+        }
+    }
+
+    pub(crate) fn heard(&self) -> &Heard {
+        &self.heard
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -56,7 +67,12 @@ impl Local {
         &self,
         request: pb::WatchRequest,
     ) -> Result<BoxStream<'static, Result<pb::WatchResponse, Status>>, Error> {
-        let response = self.service.watch(Request::new(request)).await;
+        // The version alone: no token, no app (a default configuration cannot be invalid).
+        let request = match Handshake::new(&ClientConfig::default()) {
+            Ok(handshake) => handshake.request(request),
+            Err(e) => return Err(e),
+        };
+        let response = self.service.watch(request).await;
         Ok(response.map_err(convert::status)?.into_inner())
     }
 }

@@ -8,24 +8,32 @@
 //! - [`pool`]: a pipeline per calling thread, for app servers whose threads each run a
 //!   runtime of their own (actix-web).
 //! - [`local`]: a session service in this process, called without a network.
+//! - [`handshake`]: who this client is, as every connection (framed) or request (gRPC) says,
+//!   and what the server answered.
 //!
 //! Replies are still protobuf here; `crate::convert` turns them into the client's types.
 
 mod calls;
 mod framed;
+pub(crate) mod handshake;
 mod local;
 mod pipeline;
 mod pool;
 
 use crate::{
-    config::{ClientConfig, Protocol},
+    config::{ClientConfig, Protocol, TlsOptions},
     convert,
     error::Error,
 };
 use futures_util::{StreamExt, stream::BoxStream};
+use handshake::{Handshake, Heard};
 use session_proto::v1::{self as pb, session_service_client::SessionServiceClient};
 use std::{sync::Arc, time::Duration};
-use tonic::transport::{Channel, Endpoint};
+use tokio_rustls::rustls::{
+    self, RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub use local::LocalService;
 
@@ -44,6 +52,9 @@ pub(crate) enum Transport {
         /// writes (see `crate::cache`).
         origin: u64,
         timeout: Duration,
+        /// The watch's metadata.
+        handshake: Arc<Handshake>,
+        heard: Arc<Heard>,
     },
     Local(local::Local),
 }
@@ -67,7 +78,7 @@ impl Transport {
                 )));
             }
         };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map(|e| {
                 // Pings find a dead or silent server within about two timeouts, so the watch
                 // stream notices and the near cache stops trusting itself.
@@ -79,34 +90,66 @@ impl Transport {
             })
             .map_err(|_| {
                 Error::InvalidArgument(format!(
-                    "{url:?} is not a valid address (write http://HOST:PORT)"
+                    "{url:?} is not a valid address (write http://HOST:PORT, or https://HOST:PORT for TLS)"
                 ))
             })?;
-        // Taken before the endpoint goes into the channel.
-        let framed_addr = match config.protocol {
-            Protocol::Framed => Some(authority(&endpoint)?),
-            Protocol::Grpc => None,
+        let (addr, host) = authority(&endpoint)?;
+        let tls = match endpoint.uri().scheme_str() {
+            Some("https") => {
+                let name = config.tls.server_name.clone().unwrap_or(host);
+                endpoint = endpoint
+                    .tls_config(grpc_tls(&config.tls, &name))
+                    .map_err(|e| Error::InvalidArgument(format!("TLS for {url}: {e}")))?;
+                Some(framed_tls(&config.tls, name)?)
+            }
+            Some("http") => None,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "{url:?}: write http://HOST:PORT, or https://HOST:PORT for TLS"
+                )));
+            }
         };
+        let handshake = Handshake::new(config)?;
+        let heard = Arc::new(Heard::default());
         let channel = endpoint.connect_lazy();
         // The reply to a batch may exceed tonic's 4 MiB default; the server bounds what it sends.
         let grpc = SessionServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let origin = rand::random_range(1..=u64::MAX);
-        let connector = match framed_addr {
-            Some(addr) => pipeline::Connector::Framed(addr),
-            None => pipeline::Connector::Grpc(grpc.clone()),
+        let connector = match config.protocol {
+            Protocol::Framed => pipeline::Connector::Framed(Arc::new(framed::Target {
+                addr,
+                tls,
+                handshake: handshake.clone(),
+                heard: Arc::clone(&heard),
+            })),
+            Protocol::Grpc => pipeline::Connector::Grpc {
+                client: grpc.clone(),
+                handshake: Box::new(handshake.clone()),
+                heard: Arc::clone(&heard),
+            },
         };
         Ok(Self::Remote {
             pipeline: pipeline::Pipeline::start(connector, config.timeout, origin),
             grpc: Arc::new(grpc),
             origin,
             timeout: config.timeout,
+            handshake: Arc::new(handshake),
+            heard,
         })
     }
 
     pub(crate) fn in_process(service: Arc<LocalService>, timeout: Duration) -> Self {
         Self::Local(local::Local::new(service, timeout))
+    }
+
+    /// What the server said of itself.
+    pub(crate) fn heard(&self) -> &Heard {
+        match self {
+            Self::Remote { heard, .. } => heard,
+            Self::Local(local) => local.heard(),
+        }
     }
 
     /// Sends a call and waits for its reply, within the client's deadline. A reply may be the
@@ -126,13 +169,22 @@ impl Transport {
     /// Opens a watch stream.
     pub(crate) async fn watch(&self, request: pb::WatchRequest) -> Result<WatchStream, Error> {
         let stream = match self {
-            Self::Remote { grpc, timeout, .. } => {
+            Self::Remote {
+                grpc,
+                timeout,
+                handshake,
+                heard,
+                ..
+            } => {
                 let mut c = SessionServiceClient::clone(grpc);
-                let open = c.watch(request);
+                let open = c.watch(handshake.request(request));
                 let response = tokio::time::timeout(*timeout, open)
                     .await
                     .map_err(|_| Error::Unavailable(format!("no answer within {timeout:?}")))?
                     .map_err(convert::status)?;
+                if let Some(hello) = handshake::from_metadata(response.metadata()) {
+                    heard.hello(hello);
+                }
                 response.into_inner().boxed()
             }
             Self::Local(local) => local.watch(request).await?,
@@ -165,13 +217,80 @@ impl Transport {
     }
 }
 
-/// `host:port` of an endpoint, for a framed connection.
-fn authority(endpoint: &Endpoint) -> Result<String, Error> {
+/// `host:port` of an endpoint, for a framed connection, and its host.
+fn authority(endpoint: &Endpoint) -> Result<(String, String), Error> {
     let uri = endpoint.uri();
     match (uri.host(), uri.port_u16()) {
-        (Some(host), Some(port)) => Ok(format!("{host}:{port}")),
+        (Some(host), Some(port)) => Ok((
+            format!("{host}:{port}"),
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )),
         _ => Err(Error::InvalidArgument(format!(
             "{uri} has no port (write http://HOST:PORT)"
         ))),
     }
+}
+
+/// tonic's TLS for the watch stream (and the `Pipeline` RPC): the same trust as the framed
+/// connection's.
+fn grpc_tls(options: &TlsOptions, name: &str) -> ClientTlsConfig {
+    let mut tls = ClientTlsConfig::new().domain_name(name);
+    tls = match &options.ca_pem {
+        Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+        None => tls.with_native_roots(),
+    };
+    if let Some((cert, key)) = &options.identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    tls
+}
+
+/// The framed connection's TLS: trusting the given CA (or the system's), presenting the
+/// client certificate if any, checking the server's certificate against `name`.
+fn framed_tls(options: &TlsOptions, name: String) -> Result<framed::Tls, Error> {
+    let invalid =
+        |what: &str, e: &dyn std::fmt::Display| Error::InvalidArgument(format!("TLS: {what}: {e}"));
+    let mut roots = RootCertStore::empty();
+    match &options.ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| invalid("the CA file", &e))?;
+                roots.add(cert).map_err(|e| invalid("the CA file", &e))?;
+            }
+            if roots.is_empty() {
+                return Err(invalid("the CA file", &"it holds no certificate"));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert); // one odd system certificate is no reason to fail
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("protocol versions", &e))?
+        .with_root_certificates(roots);
+    let config = match &options.identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("the client certificate", &e))?;
+            let key =
+                PrivateKeyDer::from_pem_slice(key).map_err(|e| invalid("the client key", &e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid("the client certificate", &e))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|_| invalid("the server name", &format!("{name:?} is no host name")))?;
+    Ok(framed::Tls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        name: server_name,
+    })
 }

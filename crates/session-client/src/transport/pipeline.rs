@@ -23,7 +23,11 @@
 //! no timer of its own (only a caller on another runtime keeps one, in case the pipeline's
 //! runtime stands still), and a server that hangs cannot fill the table of pending calls.
 
-use super::{calls::Calls, framed};
+use super::{
+    calls::Calls,
+    framed,
+    handshake::{self, Handshake, Heard},
+};
 use crate::{convert, error::Error};
 use futures_util::{Stream, StreamExt, stream::BoxStream};
 use parking_lot::{Mutex, MutexGuard};
@@ -47,13 +51,17 @@ const IDLE_CLOSE: Duration = Duration::from_secs(60);
 /// The reply messages of one stream, until it ends.
 type Replies = BoxStream<'static, Result<pb::PipelineResponse, Error>>;
 
-/// How streams are opened: the `Pipeline` gRPC RPC, or a framed connection to the same port,
-/// which carries the same messages without HTTP/2's per-message work.
+/// How streams are opened: the `Pipeline` gRPC RPC (its request carrying the handshake's
+/// metadata), or a framed connection to the same port, which carries the same messages
+/// without HTTP/2's per-message work.
 #[derive(Debug)]
 pub(crate) enum Connector {
-    Grpc(SessionServiceClient<Channel>),
-    /// `host:port` of the server.
-    Framed(String),
+    Grpc {
+        client: SessionServiceClient<Channel>,
+        handshake: Box<Handshake>,
+        heard: Arc<Heard>,
+    },
+    Framed(Arc<framed::Target>),
 }
 
 #[derive(Debug, Clone)]
@@ -134,11 +142,11 @@ impl Pipeline {
         }
     }
 
-    /// `host:port` when this pipeline runs on framed connections.
-    pub(super) fn framed_addr(&self) -> Option<&str> {
+    /// Where framed connections go, when this pipeline runs on them.
+    pub(super) fn framed_target(&self) -> Option<&Arc<framed::Target>> {
         match &self.shared.connector {
-            Connector::Framed(addr) => Some(addr),
-            Connector::Grpc(_) => None,
+            Connector::Framed(target) => Some(target),
+            Connector::Grpc { .. } => None,
         }
     }
 
@@ -158,8 +166,8 @@ impl Pipeline {
 
     /// A pipeline to the same server with the same deadline and origin, on the calling
     /// thread's runtime, closed with this one.
-    pub(super) fn child(&self, addr: &str) -> Pipeline {
-        let connector = Connector::Framed(addr.to_owned());
+    pub(super) fn child(&self, target: &Arc<framed::Target>) -> Pipeline {
+        let connector = Connector::Framed(Arc::clone(target));
         let child = Pipeline::start(connector, self.shared.timeout, self.shared.origin);
         let mut children = self.shared.children.lock();
         children.retain(|c| c.strong_count() > 0);
@@ -248,7 +256,10 @@ impl Shared {
                 }
                 Error::Unavailable("the session server closed the pipeline".into())
             }
-            Ok(Err(e)) => Error::Unavailable(format!("cannot open the pipeline: {e}")),
+            Ok(Err(Error::Unavailable(e))) => {
+                Error::Unavailable(format!("cannot open the pipeline: {e}"))
+            }
+            Ok(Err(e)) => e,
             Err(_) => self.too_late(),
         };
         let mut calls = self.lock();
@@ -257,32 +268,40 @@ impl Shared {
         None
     }
 
-    /// Opens a stream whose requests are `outbox`; the error says why it could not.
-    async fn connect(&self, outbox: Outbox) -> Result<Replies, String> {
+    /// Opens a stream whose requests are `outbox`, after the handshake; the error says why
+    /// it could not (the server's refusal of the credential included).
+    async fn connect(&self, outbox: Outbox) -> Result<Replies, Error> {
         match &self.connector {
-            Connector::Grpc(client) => {
-                let replies = client
+            Connector::Grpc {
+                client,
+                handshake,
+                heard,
+            } => {
+                let response = client
                     .clone()
-                    .pipeline(outbox)
+                    .pipeline(handshake.request(outbox))
                     .await
-                    .map_err(|status| status.message().to_owned())?
-                    .into_inner();
+                    .map_err(convert::status)?;
+                if let Some(hello) = handshake::from_metadata(response.metadata()) {
+                    heard.hello(hello);
+                }
+                let replies = response.into_inner();
                 Ok(replies.map(|r| r.map_err(convert::status)).boxed())
             }
-            Connector::Framed(addr) => {
+            Connector::Framed(target) => {
                 // Connected on the pipeline's runtime, so that the connection's readiness
                 // wakes the reader and writer there, whatever thread the caller is on.
-                let connecting =
-                    tokio::time::timeout(self.timeout, framed::connect(addr.clone(), self.timeout));
-                let connected = match self.runtime.spawn(connecting).await {
-                    Ok(Ok(connected)) => connected,
-                    Ok(Err(_)) => Err(std::io::ErrorKind::TimedOut.into()),
-                    Err(e) => Err(std::io::Error::other(e)),
+                let timeout = self.timeout;
+                let target = Arc::clone(target);
+                let connecting = async move {
+                    tokio::time::timeout(timeout, framed::connect(&target, timeout)).await
                 };
-                match connected {
-                    Ok(stream) => Ok(framed::stream(stream, outbox, &self.runtime)),
-                    Err(e) => Err(format!("{addr}: {e}")),
-                }
+                let connected = match self.runtime.spawn(connecting).await {
+                    Ok(Ok(connected)) => connected?,
+                    Ok(Err(_)) => return Err(self.too_late()),
+                    Err(e) => return Err(Error::Unavailable(e.to_string())),
+                };
+                Ok(framed::stream(connected, outbox, &self.runtime))
             }
         }
     }
@@ -360,6 +379,7 @@ impl Stream for Outbox {
         Poll::Ready(Some(pb::PipelineRequest {
             calls: calls.next_batch(self.generation),
             origin: self.shared.origin,
+            hello: None,
         }))
     }
 }

@@ -24,7 +24,7 @@ struct Local {
 /// runtime other than the client's (an actix-web worker does) and the client speaks framed
 /// (HTTP/2 runs on the client's runtime whatever the caller's thread). `None`: call `client`.
 pub(super) fn here(client: &Pipeline) -> Option<Pipeline> {
-    let addr = client.framed_addr()?;
+    let target = client.framed_target()?;
     let current = tokio::runtime::Handle::try_current().ok()?;
     if current.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
         || current.id() == client.runtime_id()
@@ -38,7 +38,7 @@ pub(super) fn here(client: &Pipeline) -> Option<Pipeline> {
         if let Some(local) = here.iter().find(|l| l.parent.as_ptr() == parent) {
             return Some(local.pipeline.clone());
         }
-        let pipeline = client.child(addr);
+        let pipeline = client.child(target);
         here.push(Local {
             parent: client.owner(),
             runtime,

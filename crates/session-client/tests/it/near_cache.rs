@@ -169,9 +169,10 @@ async fn own_writes_are_announced_by_the_client_and_not_sent_back_by_the_server(
     let other = server.client();
     let mut updates = mine.subscribe();
     assert_eq!(common::next_update(&mut updates).await, Update::Reset);
-    let id = other.create(Ops::new()).await.expect("create").info.id;
+    let created = other.create(Ops::new()).await.expect("create").info;
+    let id = created.id;
     assert!(
-        matches!(common::next_update(&mut updates).await, Update::Event(e) if e.session_id == id && e.seq > 0),
+        matches!(common::next_update(&mut updates).await, Update::Event(e) if e.reference == created.reference && e.seq > 0),
         "another client's write comes from the server"
     );
 
@@ -182,8 +183,8 @@ async fn own_writes_are_announced_by_the_client_and_not_sent_back_by_the_server(
     match updates.try_recv() {
         Ok(Update::Event(e)) => {
             assert_eq!(
-                (e.session_id.as_str(), e.seq, e.version),
-                (id.as_str(), 0, written.info.version),
+                (e.reference, e.seq, e.version),
+                (created.reference, 0, written.info.version),
                 "announced by the client before the call returned"
             );
             assert_eq!(e.kind, session_client::EventKind::Changed);

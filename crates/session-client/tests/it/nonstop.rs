@@ -37,6 +37,7 @@ async fn silent_server_gives_unavailable_within_the_timeout() {
             endpoints: vec![url],
             timeout: TIMEOUT,
             protocol,
+            ..ClientConfig::default()
         })
         .expect("client");
         let started = Instant::now();
@@ -151,6 +152,7 @@ async fn two_unrelated_servers_are_refused_with_both_addresses_named() {
             endpoints: vec![one.url.clone(), other.url.clone()],
             timeout: TIMEOUT,
             protocol,
+            ..ClientConfig::default()
         })
         .expect_err("two servers");
         assert!(

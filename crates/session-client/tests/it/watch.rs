@@ -3,7 +3,7 @@
 use crate::common;
 
 use futures_util::StreamExt;
-use session_client::{EventKind, Ops, SessionClient, WatchHello, WatchItem, watch};
+use session_client::{Cursor, EventKind, Ops, SessionClient, WatchHello, WatchItem, watch};
 use session_server::{clock::ManualClock, config::ServerConfig, store::Limits};
 use std::{sync::Arc, time::Duration};
 
@@ -51,16 +51,16 @@ async fn watch_reports_every_lifecycle_event_in_sequence() {
     };
     let server = common::spawn(config).await;
     let client = server.client();
-    let mut stream = client.watch_raw(0, 0).await.expect("watch");
+    let mut stream = client.watch_raw(&Cursor::default()).await.expect("watch");
     let h = hello(&mut stream).await;
     assert!(!h.resumed);
 
-    let id = client
+    let created = client
         .create(Ops::new().set_json("a", &1).unwrap())
         .await
         .expect("create")
-        .info
-        .id;
+        .info;
+    let id = created.id;
     client
         .apply(
             &id,
@@ -71,18 +71,22 @@ async fn watch_reports_every_lifecycle_event_in_sequence() {
         )
         .await
         .expect("apply");
-    let rotated = client.rotate_id(&id).await.expect("rotate").id;
-    client.invalidate(&rotated).await.expect("invalidate");
-    let doomed = client.create(Ops::new()).await.expect("create").info.id;
+    let rotated = client.rotate_id(&id).await.expect("rotate");
+    assert_ne!(
+        rotated.reference, created.reference,
+        "a new id, a new reference"
+    );
+    client.invalidate(&rotated.id).await.expect("invalidate");
+    let doomed = client.create(Ops::new()).await.expect("create").info;
     clock.advance(31 * 60_000);
-    let _ = client.get(&doomed).await; // expiry is noticed on access
+    let _ = client.get(&doomed.id).await; // expiry is noticed on access
     let big = "x".repeat(6 * 1024);
     let first = client
         .create(Ops::new().set_json("p", &big).unwrap())
         .await
         .expect("create")
         .info
-        .id;
+        .reference;
     for _ in 0..3 {
         client
             .create(Ops::new().set_json("p", &big).unwrap())
@@ -100,14 +104,16 @@ async fn watch_reports_every_lifecycle_event_in_sequence() {
     assert_eq!(kinds[6], Created);
     assert!(kinds[7..].contains(&Evicted), "{kinds:?}");
     assert_eq!(got[1].changed, vec!["l".to_string(), "n".to_string()]);
+    assert_eq!(got[0].reference, created.reference);
     assert_eq!(
-        (got[2].session_id.as_str(), got[2].new_id.as_deref()),
-        (id.as_str(), Some(rotated.as_str()))
+        (got[2].reference, got[2].new_reference),
+        (created.reference, Some(rotated.reference))
     );
-    assert_eq!(got[5].session_id, doomed);
+    assert_eq!(got[3].reference, rotated.reference);
+    assert_eq!(got[5].reference, doomed.reference);
     assert!(
         got.iter()
-            .any(|e| e.kind == Evicted && e.session_id == first)
+            .any(|e| e.kind == Evicted && e.reference == first)
     );
     for pair in got.windows(2) {
         assert_eq!(
@@ -128,10 +134,11 @@ async fn a_reconnecting_watcher_resumes_or_learns_it_missed_events() {
     })
     .await;
     let client = server.client();
-    let mut stream = client.watch_raw(0, 0).await.expect("watch");
-    let epoch = hello(&mut stream).await.server_epoch;
+    let mut stream = client.watch_raw(&Cursor::default()).await.expect("watch");
+    hello(&mut stream).await;
     let id = client.create(Ops::new()).await.expect("create").info.id;
-    let last_seen = events(&mut stream, 1).await[0].seq;
+    let seen = events(&mut stream, 1).await.remove(0);
+    let (last_seen, cursor) = (seen.seq, seen.cursor);
     drop(stream);
 
     for i in 0..3 {
@@ -140,7 +147,7 @@ async fn a_reconnecting_watcher_resumes_or_learns_it_missed_events() {
             .await
             .expect("apply");
     }
-    let mut resumed = client.watch_raw(epoch, last_seen).await.expect("watch");
+    let mut resumed = client.watch_raw(&cursor).await.expect("watch");
     assert!(hello(&mut resumed).await.resumed);
     let missed = events(&mut resumed, 3).await;
     assert_eq!(
@@ -154,16 +161,18 @@ async fn a_reconnecting_watcher_resumes_or_learns_it_missed_events() {
             .await
             .expect("apply");
     }
-    let mut too_late = client.watch_raw(epoch, last_seen).await.expect("watch");
+    let mut too_late = client.watch_raw(&cursor).await.expect("watch");
     assert!(
         !hello(&mut too_late).await.resumed,
         "the ring no longer holds those events"
     );
-    let mut other_server = client.watch_raw(epoch ^ 1, last_seen).await.expect("watch");
+    let restarted = common::spawn(ServerConfig::default()).await;
+    let mut other_server = restarted.client().watch_raw(&cursor).await.expect("watch");
     assert!(
         !hello(&mut other_server).await.resumed,
-        "another epoch is another server"
+        "another server's cursor resumes nothing"
     );
+    restarted.stop().await;
     server.stop().await;
 }
 
@@ -184,9 +193,14 @@ async fn subscription_survives_a_server_restart_and_says_reset() {
         Some(false),
         "the hello says the memory store keeps nothing across a restart"
     );
-    let id = client.create(Ops::new()).await.expect("create").info.id;
+    let id = client
+        .create(Ops::new())
+        .await
+        .expect("create")
+        .info
+        .reference;
     assert!(
-        matches!(common::next_update(&mut updates).await, watch::Update::Event(e) if e.session_id == id)
+        matches!(common::next_update(&mut updates).await, watch::Update::Event(e) if e.reference == id)
     );
 
     server.stop().await;
@@ -208,9 +222,9 @@ async fn subscription_survives_a_server_restart_and_says_reset() {
         .await
         .expect("the same client works again")
         .info
-        .id;
+        .reference;
     assert!(
-        matches!(common::next_update(&mut updates).await, watch::Update::Event(e) if e.session_id == id)
+        matches!(common::next_update(&mut updates).await, watch::Update::Event(e) if e.reference == id)
     );
     restarted.stop().await;
 }

@@ -1,10 +1,14 @@
-//! One framed connection, once its preface is read: each request message answered in order,
-//! replies written in batches, and the connection closed when the client closes, sends
-//! something that is not a message, stays idle too long, or the server shuts down.
+//! One framed connection, once its preface is read: the handshake (the first message's
+//! hello, or its absence from a client of protocol 1), then each request message answered in
+//! order, replies written in batches, and the connection closed when the client closes, sends
+//! something that is not a message, stays idle too long, loses its credential to a reload, or
+//! the server shuts down.
 
 use super::codec;
 use crate::{
+    auth::{Caller, Refusal},
     convert,
+    handshake::Peer,
     service::{Answering, SessionServiceImpl, refusal},
     store::SessionStore,
 };
@@ -18,8 +22,7 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    io::AsyncWrite,
-    net::TcpStream,
+    io::{AsyncRead, AsyncWrite},
     time::{Instant, Interval, MissedTickBehavior},
 };
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -82,17 +85,23 @@ enum Next {
     Refuse(pb::CallError),
 }
 
-/// Serves one framed connection (its preface read): each request message answered in order,
-/// until the client closes, sends something that is not a message, stays idle past
-/// `idle`, or the server shuts down.
-pub(super) async fn serve<S: SessionStore>(
-    stream: TcpStream,
+/// Serves one framed connection (its preface read) from `read` and to `write`, its halves:
+/// the handshake, then each request message answered in order, until the client closes,
+/// sends something that is not a message, stays idle past `idle`, loses its credential, or
+/// the server shuts down. `peer` is what TLS learnt of the client.
+pub(super) async fn serve<S, R, W>(
+    read: R,
+    write: W,
+    peer: Peer,
     service: SessionServiceImpl<S>,
     max_message: usize,
     idle: Duration,
-) {
+) where
+    S: SessionStore,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _open = service.metrics().framed_connection();
-    let (read, write) = stream.into_split();
     let mut requests = FramedRead::new(read, codec(max_message));
     let mut replies = FramedWrite::new(write, codec(usize::MAX));
     let mut watchdog = Watchdog::new(idle);
@@ -105,6 +114,7 @@ pub(super) async fn serve<S: SessionStore>(
     if futures_util::poll!(&mut waiter).is_ready() {
         return;
     }
+    let mut caller: Option<Caller> = None;
     loop {
         let frame = std::future::poll_fn(|cx| {
             if closing.is_cancelled() {
@@ -146,7 +156,7 @@ pub(super) async fn serve<S: SessionStore>(
                 Next::Close
             }
         };
-        let batch = match next {
+        let mut batch = match next {
             Next::Batch(batch) => batch,
             Next::Close => break,
             Next::Refuse(error) => {
@@ -158,7 +168,48 @@ pub(super) async fn serve<S: SessionStore>(
                 break;
             }
         };
-        let mut answering = match Answering::new(batch) {
+        let hello = batch.hello.take();
+        let checked = match &mut caller {
+            Some(_) if hello.is_some() => Err(Refusal {
+                code: Code::InvalidArgument,
+                message: "a hello comes once, in a connection's first message".into(),
+            }),
+            Some(known) => service.recheck(known).map(|()| known.clone()),
+            None => {
+                let (outcome, reply) = service.hello(hello.as_ref(), &peer);
+                if let Some(reply) = reply {
+                    let answer = pb::PipelineResponse {
+                        replies: Vec::new(),
+                        hello: Some(reply),
+                    };
+                    session_proto::put_frame(replies.write_buffer_mut(), &answer);
+                    match outcome {
+                        // A hello alone is answered by the hello's reply alone.
+                        Ok(known) if batch.calls.is_empty() => {
+                            caller = Some(known);
+                            if let Err(e) = flush(&mut replies, &mut watchdog).await {
+                                tracing::debug!(error = %e, "framed connection closed in its handshake");
+                                return;
+                            }
+                            continue;
+                        }
+                        Ok(known) => Ok(caller.insert(known).clone()),
+                        Err(_) => break, // the reply said why
+                    }
+                } else {
+                    outcome.map(|known| caller.insert(known).clone())
+                }
+            }
+        };
+        let caller = match checked {
+            Ok(caller) => caller,
+            Err(refused) => {
+                let error = convert::refused(refused.code, refused.message);
+                session_proto::put_frame(replies.write_buffer_mut(), &refusal(error));
+                break;
+            }
+        };
+        let mut answering = match Answering::new(batch, caller) {
             Ok(answering) => Some(answering),
             Err(refused) => {
                 session_proto::put_frame(replies.write_buffer_mut(), &refused);

@@ -7,7 +7,8 @@
 //! its length, on a plain TCP connection: the session client uses it for its calls and keeps
 //! gRPC for the watch stream, while tools (grpcurl, health checks) keep the gRPC API. One port
 //! serves both: each new connection's first bytes say which it speaks
-//! ([`session_proto::FRAMED_PREFACE`], or HTTP/2's `PRI`).
+//! ([`session_proto::FRAMED_PREFACE`], or HTTP/2's `PRI`). With TLS (`--tls-cert`), the port
+//! takes TLS only, and the same first bytes, inside it, tell the two protocols apart.
 
 mod connection;
 
@@ -18,13 +19,16 @@ use connection::serve;
 use crate::{
     config::ConnectionLimits,
     convert,
+    handshake::Peer,
     metrics::Open,
     service::{SessionServiceImpl, refusal},
     store::SessionStore,
+    tls::{self, Tls},
 };
 use bytes::{Buf, Bytes};
 use futures_util::SinkExt;
 use session_proto::{FRAMED_PREFACE, v1 as pb};
+use std::sync::Arc;
 use std::{
     io,
     pin::Pin,
@@ -36,15 +40,13 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
+use tokio_rustls::server::TlsStream;
 use tokio_util::{
     codec::{FramedWrite, LengthDelimitedCodec},
     sync::CancellationToken,
     task::TaskTracker,
 };
-use tonic::{
-    Code,
-    transport::server::{Connected, TcpConnectInfo},
-};
+use tonic::{Code, transport::server::Connected};
 
 /// Connections kept beyond `--max-connections` for health checks: a server at its limit
 /// still answers `grpc.health.v1` on them (and nothing else), so that an orchestrator does
@@ -66,19 +68,28 @@ pub struct Routes {
     pub health: mpsc::Sender<io::Result<Conn>>,
 }
 
+/// How a session port serves its connections.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub max_message: usize,
+    pub limits: ConnectionLimits,
+    /// TLS, when the port takes TLS only.
+    pub tls: Option<Arc<Tls>>,
+}
+
 /// Accepts connections on `listener` until `stop`: framed ones are served here, gRPC ones
-/// are handed to tonic, and past `limits.max_connections` they are turned away. Every
+/// are handed to tonic, and past `serving.limits.max_connections` they are turned away. Every
 /// connection task is spawned on `tracker`, so that shutdown can wait for them.
 pub async fn accept<S: SessionStore>(
     listener: TcpListener,
     service: SessionServiceImpl<S>,
-    max_message: usize,
-    limits: ConnectionLimits,
+    serving: Serving,
     routes: Routes,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
     let metrics = service.metrics_handle();
+    let limits = serving.limits;
     // Whether the limit was reached and said so: one line per episode, not per connection.
     let mut at_limit = false;
     loop {
@@ -108,53 +119,167 @@ pub async fn accept<S: SessionStore>(
             metrics.connection_refused();
             continue; // dropped: closed at once
         }
-        let slot = metrics.connection();
-        let (service, grpc, health) = (service.clone(), routes.grpc.clone(), routes.health.clone());
+        let connection = Connection {
+            slot: metrics.connection(),
+            health_only,
+            service: service.clone(),
+            serving: serving.clone(),
+            grpc: routes.grpc.clone(),
+            health: routes.health.clone(),
+        };
         let stop = stop.clone();
         tracker.spawn(async move {
-            let mut stream = stream;
             // No Nagle delay: a reply's bytes must leave at once, not wait for an ACK.
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-            let preface = tokio::select! {
+            let timeout = connection.serving.limits.handshake_timeout;
+            let opened = tokio::select! {
                 _ = stop.cancelled() => return,
-                preface = tokio::time::timeout(limits.handshake_timeout, read_preface(&mut stream)) => preface,
+                opened = tokio::time::timeout(timeout, connection.open(stream)) => opened,
             };
-            match preface {
-                Ok(Ok(Preface::Framed)) if health_only => {
-                    service.metrics().connection_refused();
-                    let error = convert::refused(
-                        Code::ResourceExhausted,
-                        format!(
-                            "the session server has its limit of {} connections open (--max-connections); try again later",
-                            limits.max_connections
-                        ),
-                    );
-                    turn_away(stream, error).await;
-                }
-                Ok(Ok(Preface::Framed)) => {
-                    serve(stream, service, max_message, limits.idle_timeout).await;
-                }
-                Ok(Ok(Preface::Http2(read))) => {
-                    let conn = Conn {
-                        read,
-                        stream,
-                        _slot: slot,
-                    };
-                    let to = if health_only { health } else { grpc };
-                    let _ = to.send(Ok(conn)).await;
-                }
-                Ok(Ok(Preface::Unknown)) => {
-                    tracing::debug!("connection closed: it speaks neither gRPC nor the framed pipeline")
-                }
-                Ok(Err(e)) => tracing::debug!(error = %e, "connection failed in its handshake"),
+            match opened {
+                Ok(Some(opened)) => connection.serve(opened).await,
+                Ok(None) => {}
                 Err(_) => tracing::debug!(
-                    timeout = ?limits.handshake_timeout,
-                    "connection closed: no whole preface within the handshake timeout"
+                    ?timeout,
+                    "connection closed: no whole handshake within the handshake timeout"
                 ),
             }
         });
+    }
+}
+
+/// A connection accepted on the session port, on its way to the protocol it speaks.
+struct Connection<S> {
+    /// Counts it as open until it closes.
+    slot: Open,
+    /// Taken beyond the limit: health checks only.
+    health_only: bool,
+    service: SessionServiceImpl<S>,
+    serving: Serving,
+    grpc: mpsc::Sender<io::Result<Conn>>,
+    health: mpsc::Sender<io::Result<Conn>>,
+}
+
+/// A connection past its TLS handshake and preface.
+struct Opened {
+    io: Io,
+    peer: Peer,
+    preface: Preface,
+}
+
+impl<S: SessionStore> Connection<S> {
+    /// The TLS handshake, if the port takes TLS, then the preface; `None` when the connection
+    /// is closed (said why at debug level).
+    async fn open(&self, mut stream: TcpStream) -> Option<Opened> {
+        let Some(tls) = &self.serving.tls else {
+            let preface = self.preface(&mut stream).await?;
+            return Some(Opened {
+                io: Io::Plain(stream),
+                peer: Peer::default(),
+                preface,
+            });
+        };
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(1) if first[0] == tls::HANDSHAKE_RECORD => {}
+            Ok(1) => {
+                // A plaintext client: a framed one is told what to change.
+                if let Some(Preface::Framed) = self.preface(&mut stream).await {
+                    let error = convert::refused(
+                        Code::FailedPrecondition,
+                        "this session server takes TLS connections only: give the client an https:// address and the server's CA".into(),
+                    );
+                    turn_away(FramedWrite::new(stream, codec(usize::MAX)), error).await;
+                }
+                return None;
+            }
+            _ => return None,
+        }
+        let mut stream = match tls.acceptor().accept(stream).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection closed: TLS handshake failed");
+                return None;
+            }
+        };
+        let peer = Peer {
+            certificate: tls::client_name(stream.get_ref().1),
+        };
+        let preface = self.preface(&mut stream).await?;
+        Some(Opened {
+            io: Io::Tls(Box::new(stream)),
+            peer,
+            preface,
+        })
+    }
+
+    /// The connection's preface, `None` if it is none.
+    async fn preface<T: AsyncRead + Unpin>(&self, stream: &mut T) -> Option<Preface> {
+        match read_preface(stream).await {
+            Ok(Preface::Unknown) => {
+                tracing::debug!(
+                    "connection closed: it speaks neither gRPC nor the framed pipeline"
+                );
+                None
+            }
+            Ok(preface) => Some(preface),
+            Err(e) => {
+                tracing::debug!(error = %e, "connection failed in its handshake");
+                None
+            }
+        }
+    }
+
+    async fn serve(self, opened: Opened) {
+        let Opened { io, peer, preface } = opened;
+        let (service, limits) = (self.service, self.serving.limits);
+        match preface {
+            Preface::Framed if self.health_only => {
+                service.metrics().connection_refused();
+                let error = convert::refused(
+                    Code::ResourceExhausted,
+                    format!(
+                        "the session server has its limit of {} connections open (--max-connections); try again later",
+                        limits.max_connections
+                    ),
+                );
+                match io {
+                    Io::Plain(s) => turn_away(FramedWrite::new(s, codec(usize::MAX)), error).await,
+                    Io::Tls(s) => turn_away(FramedWrite::new(s, codec(usize::MAX)), error).await,
+                }
+            }
+            Preface::Framed => {
+                let max = self.serving.max_message;
+                let idle = limits.idle_timeout;
+                match io {
+                    Io::Plain(stream) => {
+                        let (read, write) = stream.into_split();
+                        serve(read, write, peer, service, max, idle).await;
+                    }
+                    Io::Tls(stream) => {
+                        let (read, write) = tokio::io::split(stream);
+                        serve(read, write, peer, service, max, idle).await;
+                    }
+                }
+            }
+            Preface::Http2(read) => {
+                let conn = Conn {
+                    read,
+                    io,
+                    peer,
+                    _slot: self.slot,
+                };
+                let to = if self.health_only {
+                    self.health
+                } else {
+                    self.grpc
+                };
+                let _ = to.send(Ok(conn)).await;
+            }
+            Preface::Unknown => {}
+        }
     }
 }
 
@@ -170,7 +295,7 @@ enum Preface {
 /// Reads a whole preface, and never a byte past it: what follows belongs to the protocol.
 /// A peer that sends part of one and stops waits in `read`, which costs nothing until its
 /// handshake timeout ends it.
-async fn read_preface(stream: &mut TcpStream) -> io::Result<Preface> {
+async fn read_preface<T: AsyncRead + Unpin>(stream: &mut T) -> io::Result<Preface> {
     // Either preface is at least this long, so reading this much never reads past one.
     const COMMON: usize = FRAMED_PREFACE.len();
     let mut buf = vec![0; HTTP2_PREFACE.len() + 9];
@@ -211,7 +336,7 @@ async fn read_preface(stream: &mut TcpStream) -> io::Result<Preface> {
     Ok(Preface::Http2(buf.into()))
 }
 
-async fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+async fn read_some<T: AsyncRead + Unpin>(stream: &mut T, buf: &mut [u8]) -> io::Result<usize> {
     match stream.read(buf).await? {
         0 => Err(io::ErrorKind::UnexpectedEof.into()),
         n => Ok(n),
@@ -219,8 +344,10 @@ async fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> 
 }
 
 /// Answers a framed client's first message with `error` (as a reply of tag 0) and closes.
-async fn turn_away(stream: TcpStream, error: pb::CallError) {
-    let mut replies = FramedWrite::new(stream, codec(usize::MAX));
+async fn turn_away<T: AsyncWrite + Unpin>(
+    mut replies: FramedWrite<T, LengthDelimitedCodec>,
+    error: pb::CallError,
+) {
     if session_proto::put_frame(replies.write_buffer_mut(), &refusal(error)) {
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
@@ -230,21 +357,40 @@ async fn turn_away(stream: TcpStream, error: pb::CallError) {
     }
 }
 
+/// A connection's transport: plain TCP, or TLS over it.
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
 /// A gRPC connection as tonic gets it: the bytes read to tell its protocol come first.
 /// Counted as open until tonic drops it.
 #[derive(Debug)]
 pub struct Conn {
     read: Bytes,
-    stream: TcpStream,
+    io: Io,
+    peer: Peer,
     _slot: Open,
 }
 
+/// Each request on the connection carries what TLS learnt of its client.
 impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = Peer;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
     }
+}
+
+/// Calls `f` with the connection's stream, whichever transport it is.
+macro_rules! on_io {
+    ($self:ident, $stream:ident => $call:expr) => {
+        match &mut $self.io {
+            Io::Plain($stream) => $call,
+            Io::Tls($stream) => $call,
+        }
+    };
 }
 
 impl AsyncRead for Conn {
@@ -259,7 +405,7 @@ impl AsyncRead for Conn {
             self.read.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        on_io!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -269,15 +415,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        on_io!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        on_io!(self, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        on_io!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -285,11 +431,14 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        on_io!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
@@ -323,11 +472,15 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let (grpc, _unused) = mpsc::channel(1);
         let (health, _unused_too) = mpsc::channel(1);
+        let serving = Serving {
+            max_message: 1 << 20,
+            limits: ConnectionLimits::default(),
+            tls: None,
+        };
         tokio::spawn(accept(
             listener,
             engine.service(),
-            1 << 20,
-            ConnectionLimits::default(),
+            serving,
             Routes { grpc, health },
             TaskTracker::new(),
             CancellationToken::new(),
@@ -348,6 +501,7 @@ mod tests {
         let batch = pb::PipelineRequest {
             calls: vec![call],
             origin: 1,
+            hello: None,
         };
         assert!(session_proto::put_frame(&mut request, &batch));
         conn.write_all(&request).await.expect("send");

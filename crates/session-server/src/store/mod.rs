@@ -1,5 +1,7 @@
 //! The storage contract: sessions of named attributes, changed by atomic batches of
-//! operations, with versions, expiry and bounded memory.
+//! operations, with versions, expiry and bounded memory. Every session belongs to an app
+//! (`crate::apps`): a call names its caller's app, and a session of another app is
+//! `NOT_FOUND` to it.
 //!
 //! [`SessionStore`] is what the gRPC layer talks to. [`memory::MemoryStore`] is the embedded
 //! default; a durable or Redis-backed store implements the same trait without changing the
@@ -10,7 +12,7 @@ pub mod batch;
 pub mod memory;
 mod table;
 
-use crate::id::SessionId;
+use crate::{apps::AppId, id::SessionId};
 use bytes::Bytes;
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
@@ -139,6 +141,8 @@ pub struct OpResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     pub id: SessionId,
+    /// What events name the session by: random, never 0, and new with every new id.
+    pub reference: u64,
     pub version: u64,
     pub created_at_ms: u64,
     pub last_access_ms: u64,
@@ -274,6 +278,11 @@ pub enum StoreError {
     },
 }
 
+/// A fresh session reference (see [`SessionInfo::reference`]).
+pub fn new_reference() -> u64 {
+    rand::random_range(1..=u64::MAX)
+}
+
 /// Counts of what the store holds, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -281,41 +290,69 @@ pub struct Usage {
     pub bytes: u64,
 }
 
-/// The semantics every store keeps: atomic batches, versions, server-made ids, expiry checked
-/// on every access, and bounded memory. Methods return futures so that stores doing I/O fit.
+/// A rotation's outcome: the session under its new id, and the reference it had before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub info: SessionInfo,
+    pub previous_reference: u64,
+}
+
+/// The semantics every store keeps: atomic batches, versions, server-made ids, sessions that
+/// belong to an app, expiry checked on every access, and bounded memory (the store's and each
+/// app's quota). Methods return futures so that stores doing I/O fit.
 pub trait SessionStore: Send + Sync + 'static {
+    /// Creates a session of `app`.
     fn create(
         &self,
+        app: AppId,
         options: CreateOptions,
         ops: Vec<Operation>,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
+    /// Reads session `id` of `app`; a session of another app is `NotFound`, as is any other
+    /// call's on it.
     fn get(
         &self,
+        app: AppId,
         id: &SessionId,
         query: GetQuery,
     ) -> impl Future<Output = Result<GetOutcome, StoreError>> + Send;
 
     fn apply(
         &self,
+        app: AppId,
         id: &SessionId,
         ops: Vec<Operation>,
         return_session: bool,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
-    fn invalidate(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends the session; returns the reference it had.
+    fn invalidate(
+        &self,
+        app: AppId,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn rotate_id(
         &self,
+        app: AppId,
         id: &SessionId,
-    ) -> impl Future<Output = Result<SessionInfo, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Rotated, StoreError>> + Send;
 
     /// Removes expired sessions; returns how many. Work is proportional to what expired.
     fn sweep(&self) -> impl Future<Output = usize> + Send;
 
     fn usage(&self) -> Usage;
 
+    /// What each app holds, by [`AppId::index`] (apps that never held a session may be
+    /// missing at the end).
+    fn usage_by_app(&self) -> Vec<Usage>;
+
     /// Whether sessions outlive a restart of the server. Watchers are told (`WatchHello`), so
     /// that apps can tell their users what an outage costs.
     fn durable(&self) -> bool;
+
+    /// Names this store: servers that give the same name share sessions (the handshake's
+    /// `store_id`). A store that lives in one process names itself anew in each.
+    fn store_id(&self) -> &str;
 }

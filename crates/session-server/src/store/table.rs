@@ -1,5 +1,6 @@
 //! The memory store's table: sessions in one slab, found through a hash index of slot numbers,
-//! threaded on two intrusive lists: least-recently-used order, and expiry buckets.
+//! threaded on two intrusive lists: least-recently-used order (one list per group, an app's
+//! sessions), and expiry buckets.
 //!
 //! A general-purpose LRU map plus a B-tree expiry index cost about 500 bytes per session beyond
 //! its data: a heap node per entry, a hash table of pointers, the id twice, and B-tree nodes
@@ -20,6 +21,12 @@ const NIL: u32 = u32::MAX;
 /// Slots per chunk (512 KiB of them). The slab grows by chunks, never by reallocating: doubling
 /// one vector would copy it and leave the old copy's pages resident for a while.
 const CHUNK: usize = 4096;
+
+/// Which least-recently-used list a value is on: the memory store keeps one per app, so that
+/// an app's quota evicts that app's sessions.
+pub trait Grouped {
+    fn group(&self) -> usize;
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Link {
@@ -45,16 +52,26 @@ struct Slot<V> {
 
 const NOT_FILED: u64 = u64::MAX;
 
+/// The two ends of a group's least-recently-used list.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    newest: u32,
+    oldest: u32,
+}
+
+const EMPTY: Ends = Ends {
+    newest: NIL,
+    oldest: NIL,
+};
+
 #[derive(Debug)]
 pub struct Table<V> {
     /// Full chunks of `CHUNK` slots, the last one possibly partly filled.
     chunks: Vec<Vec<Slot<V>>>,
     free: u32,
     index: HashTable<u32>,
-    /// Most recently used end.
-    newest: u32,
-    /// Least recently used end.
-    oldest: u32,
+    /// Each group's list, by [`Grouped::group`].
+    lists: Vec<Ends>,
     /// Expiry bucket (deadline / `BUCKET_MS`) to the first slot of its list.
     buckets: BTreeMap<u64, u32>,
     len: usize,
@@ -81,8 +98,7 @@ impl<V> Default for Table<V> {
             chunks: Vec::new(),
             free: NIL,
             index: HashTable::new(),
-            newest: NIL,
-            oldest: NIL,
+            lists: Vec::new(),
             buckets: BTreeMap::new(),
             len: 0,
         }
@@ -100,7 +116,7 @@ fn at<V>(chunks: &[Vec<Slot<V>>], slot: SlotNo) -> &Slot<V> {
     &chunks[slot / CHUNK][slot % CHUNK]
 }
 
-impl<V> Table<V> {
+impl<V: Grouped> Table<V> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -121,6 +137,7 @@ impl<V> Table<V> {
             .copied()
     }
 
+    #[cfg(test)]
     pub fn id(&self, slot: SlotNo) -> &SessionId {
         &self.slot(slot).id
     }
@@ -208,16 +225,32 @@ impl<V> Table<V> {
         Some((id, value))
     }
 
-    /// Marks a session as the most recently used.
+    /// Marks a session as the most recently used of its group.
     pub fn touch(&mut self, slot: SlotNo) {
-        if self.newest != slot {
+        let group = self.group(slot);
+        if self.lists.get(group).is_some_and(|l| l.newest != slot) {
             self.unlink_lru(slot);
             self.link_newest(slot);
         }
     }
 
-    pub fn least_recently_used(&self) -> Option<SlotNo> {
-        (self.oldest != NIL).then_some(self.oldest)
+    /// The least recently used session of `group`.
+    pub fn least_recently_used(&self, group: usize) -> Option<SlotNo> {
+        self.lists
+            .get(group)
+            .and_then(|l| (l.oldest != NIL).then_some(l.oldest))
+    }
+
+    /// The group of the session in `slot` (0 for a vacant slot, which is on no list).
+    fn group(&self, slot: SlotNo) -> usize {
+        self.slot(slot).value.as_ref().map_or(0, Grouped::group)
+    }
+
+    fn ends(&mut self, group: usize) -> &mut Ends {
+        if self.lists.len() <= group {
+            self.lists.resize(group + 1, EMPTY);
+        }
+        &mut self.lists[group]
     }
 
     /// Files a session under a new indexed deadline.
@@ -238,26 +271,28 @@ impl<V> Table<V> {
     }
 
     fn link_newest(&mut self, slot: SlotNo) {
-        let old = self.newest;
+        let group = self.group(slot);
+        let old = self.ends(group).newest;
         self.slot_mut(slot).lru = Link {
             prev: NIL,
             next: old,
         };
         match old {
-            NIL => self.oldest = slot,
+            NIL => self.ends(group).oldest = slot,
             old => self.slot_mut(old).lru.prev = slot,
         }
-        self.newest = slot;
+        self.ends(group).newest = slot;
     }
 
     fn unlink_lru(&mut self, slot: SlotNo) {
+        let group = self.group(slot);
         let Link { prev, next } = self.slot_mut(slot).lru;
         match prev {
-            NIL => self.newest = next,
+            NIL => self.ends(group).newest = next,
             p => self.slot_mut(p).lru.next = next,
         }
         match next {
-            NIL => self.oldest = prev,
+            NIL => self.ends(group).oldest = prev,
             n => self.slot_mut(n).lru.prev = prev,
         }
         self.slot_mut(slot).lru = UNLINKED;
@@ -309,6 +344,22 @@ impl<V> Table<V> {
 mod tests {
     use super::*;
 
+    /// Test values are on one list, but for the pairs of the grouped test.
+    macro_rules! one_group {
+        ($($t:ty),*) => {$(impl Grouped for $t {
+            fn group(&self) -> usize {
+                0
+            }
+        })*};
+    }
+    one_group!(usize, char, u32, i32);
+
+    impl Grouped for (usize, char) {
+        fn group(&self) -> usize {
+            self.0
+        }
+    }
+
     fn ids(n: usize) -> Vec<SessionId> {
         (0..n).map(|_| SessionId::generate()).collect()
     }
@@ -349,15 +400,38 @@ mod tests {
             t.insert(b, 'b', 0).expect("room"),
             t.insert(c, 'c', 0).expect("room"),
         );
-        assert_eq!(t.least_recently_used(), Some(sa));
+        assert_eq!(t.least_recently_used(0), Some(sa));
         t.touch(sa);
-        assert_eq!(t.least_recently_used(), Some(sb));
+        assert_eq!(t.least_recently_used(0), Some(sb));
         t.remove(sb);
-        assert_eq!(t.least_recently_used(), Some(sc));
+        assert_eq!(t.least_recently_used(0), Some(sc));
         t.remove(sc);
-        assert_eq!(t.least_recently_used(), Some(sa));
+        assert_eq!(t.least_recently_used(0), Some(sa));
         t.remove(sa);
-        assert_eq!(t.least_recently_used(), None);
+        assert_eq!(t.least_recently_used(0), None);
+    }
+
+    #[test]
+    fn each_group_keeps_its_own_order() {
+        let mut t = Table::default();
+        let [a, b, c, d] = [(); 4].map(|_| SessionId::generate());
+        let sa = t.insert(a, (0, 'a'), 0).expect("room");
+        let sb = t.insert(b, (1, 'b'), 0).expect("room");
+        let sc = t.insert(c, (0, 'c'), 0).expect("room");
+        let sd = t.insert(d, (1, 'd'), 0).expect("room");
+        assert_eq!(
+            (t.least_recently_used(0), t.least_recently_used(1)),
+            (Some(sa), Some(sb))
+        );
+        t.touch(sa);
+        assert_eq!(t.least_recently_used(0), Some(sc));
+        assert_eq!(t.least_recently_used(1), Some(sb), "another group's touch");
+        t.remove(sb);
+        assert_eq!(t.least_recently_used(1), Some(sd));
+        t.remove(sd);
+        assert_eq!(t.least_recently_used(1), None);
+        assert_eq!(t.least_recently_used(7), None, "a group never seen");
+        assert_eq!(t.least_recently_used(0), Some(sc));
     }
 
     /// Random operations against a plain model: same members, same LRU order, and every session
@@ -421,7 +495,7 @@ mod tests {
             }
             assert_eq!(t.len(), model.len());
             assert_eq!(
-                t.least_recently_used().map(|s| *t.id(s)),
+                t.least_recently_used(0).map(|s| *t.id(s)),
                 order.first().copied()
             );
         }

@@ -51,6 +51,7 @@ impl Running {
             endpoints: vec![self.grpc.clone()],
             timeout: CLIENT_TIMEOUT,
             protocol,
+            ..ClientConfig::default()
         })
         .expect("client")
     }
@@ -181,6 +182,7 @@ async fn a_thousand_reads_of_a_1_mib_session_in_one_message_are_bounded_on_both_
             })
             .collect(),
         origin: 0,
+        hello: None,
     };
     let request = framed_message(&gets(1_000));
     assert!(
@@ -389,6 +391,7 @@ async fn applies_that_change_many_long_names_keep_the_event_ring_within_its_byte
             })),
         }],
         origin: 0,
+        hello: None,
     });
     // Each apply's event names 900 attributes of 1,000 bytes: about 1 MB.
     const APPLIES: usize = 3_000;

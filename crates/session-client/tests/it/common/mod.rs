@@ -51,6 +51,7 @@ impl TestServer {
             endpoints: vec![self.url.clone()],
             timeout,
             protocol,
+            ..ClientConfig::default()
         })
         .expect("valid address")
     }

@@ -1,8 +1,8 @@
 //! A session as the memory store keeps it ([`Entry`]), its attributes in a small sorted
 //! vector ([`Attrs`]), and the shared copies of names and content types they point to.
 
-use super::super::{Attribute, SessionInfo, SessionSnapshot, Value};
-use crate::id::SessionId;
+use super::super::{Attribute, SessionInfo, SessionSnapshot, Value, table::Grouped};
+use crate::{apps::AppId, id::SessionId};
 use bytes::Bytes;
 use std::{
     collections::{BTreeMap, HashSet},
@@ -14,10 +14,11 @@ pub(super) const MAX_INTERNED: usize = 1024;
 /// Longest text shared: longer names are rare and would make the shared set costly.
 pub(super) const MAX_INTERNED_LEN: usize = 64;
 
-/// A session's attributes, sorted by name. Sessions hold few attributes, and a vector costs
-/// a fraction of a B-tree, whose smallest node has room for eleven.
+/// A session's attributes, sorted by name. Sessions hold few attributes, and a slice costs a
+/// fraction of a B-tree, whose smallest node has room for eleven; a boxed slice, not a
+/// vector, since every change reallocates to the exact length anyway (8 bytes a session).
 #[derive(Debug, Clone, Default)]
-pub(super) struct Attrs(pub(super) Vec<(Arc<str>, Attribute)>);
+pub(super) struct Attrs(pub(super) Box<[(Arc<str>, Attribute)]>);
 
 impl Attrs {
     pub(super) fn find(&self, name: &str) -> Result<usize, usize> {
@@ -39,16 +40,19 @@ impl Attrs {
         match self.find(name) {
             Ok(i) => self.0[i].1 = attr,
             Err(i) => {
-                self.0.reserve_exact(1); // a vector's first growth would leave room for four
-                self.0.insert(i, (shared_name(), attr));
+                let mut attrs = std::mem::take(&mut self.0).into_vec();
+                attrs.reserve_exact(1); // a vector's first growth would leave room for four
+                attrs.insert(i, (shared_name(), attr));
+                self.0 = attrs.into_boxed_slice();
             }
         }
     }
 
     pub(super) fn remove(&mut self, name: &str) {
         if let Ok(i) = self.find(name) {
-            self.0.remove(i);
-            self.0.shrink_to_fit();
+            let mut attrs = std::mem::take(&mut self.0).into_vec();
+            attrs.remove(i);
+            self.0 = attrs.into_boxed_slice();
         }
     }
 
@@ -104,10 +108,45 @@ pub(super) struct Entry {
     pub(super) last_access_ms: u64,
     pub(super) idle_ms: u64,
     pub(super) lifetime_ms: u64,
-    pub(super) size: u64,
+    /// What events name the session by.
+    pub(super) reference: u64,
+    /// Bytes it counts against the limits: at most `--max-session-size`, which a framed
+    /// message's 32-bit length bounds anyway.
+    size: u32,
+    pub(super) app: AppId,
+}
+
+impl Grouped for Entry {
+    fn group(&self) -> usize {
+        self.app.index()
+    }
 }
 
 impl Entry {
+    pub(super) fn new(app: AppId, now: u64, idle_ms: u64, lifetime_ms: u64, size: u64) -> Self {
+        let mut entry = Self {
+            attrs: Attrs::default(),
+            version: 1,
+            created_ms: now,
+            last_access_ms: now,
+            idle_ms,
+            lifetime_ms,
+            reference: super::super::new_reference(),
+            size: 0,
+            app,
+        };
+        entry.set_size(size);
+        entry
+    }
+
+    pub(super) fn size(&self) -> u64 {
+        u64::from(self.size)
+    }
+
+    pub(super) fn set_size(&mut self, size: u64) {
+        self.size = u32::try_from(size).unwrap_or(u32::MAX);
+    }
+
     pub(super) fn deadline(&self) -> u64 {
         (self.last_access_ms.saturating_add(self.idle_ms))
             .min(self.created_ms.saturating_add(self.lifetime_ms))
@@ -116,12 +155,13 @@ impl Entry {
     pub(super) fn info(&self, id: &SessionId) -> SessionInfo {
         SessionInfo {
             id: *id,
+            reference: self.reference,
             version: self.version,
             created_at_ms: self.created_ms,
             last_access_ms: self.last_access_ms,
             idle_timeout_ms: self.idle_ms,
             max_lifetime_ms: self.lifetime_ms,
-            size_bytes: self.size,
+            size_bytes: self.size(),
         }
     }
 
@@ -169,6 +209,6 @@ pub(super) fn commit(
         }
         names.push(name);
     }
-    entry.size = size;
+    entry.set_size(size);
     names
 }

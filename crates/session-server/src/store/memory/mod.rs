@@ -3,7 +3,7 @@
 //! One mutex guards a `Table` of sessions in least-recently-used order with an expiry
 //! index (see `table.rs` for why it is not a general-purpose map). Critical sections
 //! are a hash lookup and a few small edits, far shorter than the gRPC work around them, so one
-//! lock keeps eviction exactly LRU and the byte count exact without hurting throughput.
+//! lock keeps eviction exactly LRU and the byte counts exact without hurting throughput.
 //!
 //! Expiry is checked on every access, so an expired session is NOT_FOUND before any sweep.
 //! The index is lazy: a read only stores the new last-access time; the sweep pops entries
@@ -11,22 +11,28 @@
 //! real deadline. A session is re-filed at most once per idle timeout, so a sweep's work is
 //! proportional to what expired (and what was due for re-filing), not to how many sessions exist.
 //!
+//! Each app's sessions are on an LRU list of their own, with their own counts. Past an app's
+//! quota, its own least recently used sessions make room; past the store's capacity, the app
+//! holding the most bytes gives way first, so that no app's growth evicts the sessions of an
+//! app smaller than itself.
+//!
 //! Attribute names and content types repeat across sessions, so the store keeps one shared
 //! copy of each short one (`entry.rs`, with a session's entry and attributes).
 
 mod entry;
 
 use super::{
-    CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, Operation, SESSION_OVERHEAD,
-    SessionInfo, SessionStore, StoreError, Usage, WriteOutcome, batch,
+    CreateOptions, GetOutcome, GetQuery, LimitKind, Limits, Operation, Rotated, SESSION_OVERHEAD,
+    SessionStore, StoreError, Usage, WriteOutcome, batch, new_reference,
     table::{MAX_SLOTS, SlotNo, Table},
 };
 use crate::{
+    apps::{AppId, Apps, Quota},
     clock::Clock,
     events::{EventKind, EventLog},
     id::SessionId,
 };
-use entry::{Attrs, Entry, commit};
+use entry::{Entry, commit};
 use parking_lot::Mutex;
 use std::{
     collections::HashSet,
@@ -40,60 +46,74 @@ pub struct MemoryStore {
     limits: Limits,
     clock: Arc<dyn Clock>,
     events: Arc<EventLog>,
+    /// The apps' quotas.
+    apps: Arc<Apps>,
+    /// `memory:` and random hex: every process holds a store of its own.
+    store_id: String,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Sessions in LRU order, filed under an indexed deadline never later than the real one.
+    /// Sessions in LRU order per app, filed under an indexed deadline never later than the
+    /// real one.
     sessions: Table<Entry>,
     /// Sum of every entry's `size`.
     bytes: u64,
+    /// What each app holds, by `AppId::index`.
+    by_app: Vec<Usage>,
     interned: HashSet<Arc<str>>,
 }
 
 impl MemoryStore {
-    pub fn new(limits: Limits, clock: Arc<dyn Clock>, events: Arc<EventLog>) -> Self {
+    pub fn new(
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+        events: Arc<EventLog>,
+        apps: Arc<Apps>,
+    ) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             limits,
             clock,
             events,
+            apps,
+            store_id: format!("memory:{:016x}", rand::random::<u64>()),
         }
     }
 
     fn create_now(
         &self,
+        app: AppId,
         options: CreateOptions,
         ops: Vec<Operation>,
     ) -> Result<WriteOutcome, StoreError> {
         let now = self.clock.now_ms();
         let id = SessionId::generate();
-        let mut entry = Entry {
-            attrs: Attrs::default(),
-            version: 1,
-            created_ms: now,
-            last_access_ms: now,
-            idle_ms: duration_ms(
+        let mut entry = Entry::new(
+            app,
+            now,
+            duration_ms(
                 options
                     .idle_timeout
                     .unwrap_or(self.limits.default_idle_timeout)
                     .min(self.limits.idle_timeout_cap),
             ),
-            lifetime_ms: duration_ms(
+            duration_ms(
                 options
                     .max_lifetime
                     .unwrap_or(self.limits.default_max_lifetime)
                     .min(self.limits.max_lifetime_cap),
             ),
-            size: SESSION_OVERHEAD + crate::id::ID_LEN as u64,
-        };
+            SESSION_OVERHEAD + crate::id::ID_LEN as u64,
+        );
         let staged = batch::stage(
             |name| entry.attrs.get(name),
-            entry.size,
+            entry.size(),
             ops,
             1,
             &self.limits,
         )?;
+        let quota = self.apps.quota(app);
         let mut inner = self.inner.lock();
         let changed = commit(&mut entry, staged.changes, staged.size, &mut inner.interned);
         let outcome = WriteOutcome {
@@ -101,19 +121,44 @@ impl MemoryStore {
             results: staged.results,
             session: options.return_session.then(|| entry.snapshot(&id, &[])),
         };
-        inner.make_room(entry.size, None, &self.limits, &self.events, now);
-        let (size, due) = (entry.size, entry.deadline());
+        if let Some(max) = quota.max_sessions {
+            while inner.usage(app).sessions >= max && inner.evict_from(app, None, &self.events, now)
+            {
+            }
+        }
+        inner.make_room(
+            app,
+            entry.size(),
+            None,
+            self.capacity(quota),
+            &self.events,
+            now,
+        );
+        let (size, due, reference) = (entry.size(), entry.deadline(), entry.reference);
         inner.sessions.insert(id, entry, due).map_err(|_| full())?;
-        inner.bytes += size;
+        inner.added(app, size);
         self.events
-            .publish(EventKind::Created, &id, 1, changed, None, now);
+            .publish(EventKind::Created, app, reference, 1, changed, 0, now);
         Ok(outcome)
     }
 
-    fn get_now(&self, id: &SessionId, query: GetQuery) -> Result<GetOutcome, StoreError> {
+    /// The store's capacity and the app's share of it.
+    fn capacity(&self, quota: Quota) -> Capacity {
+        Capacity {
+            store: self.limits.capacity_bytes,
+            app: quota.max_bytes,
+        }
+    }
+
+    fn get_now(
+        &self,
+        app: AppId,
+        id: &SessionId,
+        query: GetQuery,
+    ) -> Result<GetOutcome, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let slot = inner.used(id, now, &self.events)?;
+        let slot = inner.used(app, id, now, &self.events)?;
         let entry = inner.sessions.get(slot).ok_or(StoreError::NotFound)?;
         if query.known_version == Some(entry.version) {
             return Ok(GetOutcome::NotModified(entry.info(id)));
@@ -123,25 +168,26 @@ impl MemoryStore {
 
     fn apply_now(
         &self,
+        app: AppId,
         id: &SessionId,
         ops: Vec<Operation>,
         return_session: bool,
     ) -> Result<WriteOutcome, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let slot = inner.used(id, now, &self.events)?;
+        let slot = inner.used(app, id, now, &self.events)?;
         let Inner {
             sessions, interned, ..
         } = &mut *inner;
         let entry = sessions.get_mut(slot).ok_or(StoreError::NotFound)?;
         let staged = batch::stage(
             |name| entry.attrs.get(name),
-            entry.size,
+            entry.size(),
             ops,
             entry.version + 1,
             &self.limits,
         )?;
-        let old_size = entry.size;
+        let old_size = entry.size();
         let changed = if staged.changes.is_empty() {
             Vec::new() // nothing changed (say, removing what was not there): no new version
         } else {
@@ -153,58 +199,74 @@ impl MemoryStore {
             results: staged.results,
             session: return_session.then(|| entry.snapshot(id, &[])),
         };
+        let reference = entry.reference;
         let new_size = staged.size;
-        inner.bytes = inner.bytes - old_size + new_size;
+        inner.resized(app, old_size, new_size);
         if new_size > old_size {
-            inner.make_room(0, Some(slot), &self.limits, &self.events, now);
+            let capacity = self.capacity(self.apps.quota(app));
+            inner.make_room(app, 0, Some(slot), capacity, &self.events, now);
         }
         if !changed.is_empty() {
             self.events.publish(
                 EventKind::Changed,
-                id,
+                app,
+                reference,
                 outcome.info.version,
                 changed,
-                None,
+                0,
                 now,
             );
         }
         Ok(outcome)
     }
 
-    fn invalidate_now(&self, id: &SessionId) -> Result<(), StoreError> {
+    fn invalidate_now(&self, app: AppId, id: &SessionId) -> Result<u64, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let slot = inner.live(id, now, &self.events)?;
-        let version = inner.remove(slot).ok_or(StoreError::NotFound)?.version;
-        self.events
-            .publish(EventKind::Invalidated, id, version, Vec::new(), None, now);
-        Ok(())
+        let slot = inner.live(app, id, now, &self.events)?;
+        let entry = inner.remove(slot).ok_or(StoreError::NotFound)?;
+        self.events.publish(
+            EventKind::Invalidated,
+            app,
+            entry.reference,
+            entry.version,
+            Vec::new(),
+            0,
+            now,
+        );
+        Ok(entry.reference)
     }
 
-    fn rotate_now(&self, id: &SessionId) -> Result<SessionInfo, StoreError> {
+    fn rotate_now(&self, app: AppId, id: &SessionId) -> Result<Rotated, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let slot = inner.live(id, now, &self.events)?;
+        let slot = inner.live(app, id, now, &self.events)?;
         let mut entry = inner.remove(slot).ok_or(StoreError::NotFound)?;
         let new_id = SessionId::generate();
+        let previous_reference = entry.reference;
+        entry.reference = new_reference();
         entry.last_access_ms = now;
         let info = entry.info(&new_id);
-        let (size, due) = (entry.size, entry.deadline());
+        let (size, due) = (entry.size(), entry.deadline());
         // The slot just freed takes it: this insert cannot find the table full.
         inner
             .sessions
             .insert(new_id, entry, due)
             .map_err(|_| full())?;
-        inner.bytes += size;
+        inner.added(app, size);
         self.events.publish(
             EventKind::IdRotated,
-            id,
+            app,
+            previous_reference,
             info.version,
             Vec::new(),
-            Some(new_id),
+            info.reference,
             now,
         );
-        Ok(info)
+        Ok(Rotated {
+            info,
+            previous_reference,
+        })
     }
 
     /// Returns `(expired, examined)`: examined counts index entries looked at, the measure of
@@ -225,16 +287,8 @@ impl MemoryStore {
                     continue;
                 };
                 if real <= now {
-                    let id = *inner.sessions.id(slot);
                     if let Some(entry) = inner.remove(slot) {
-                        self.events.publish(
-                            EventKind::Expired,
-                            &id,
-                            entry.version,
-                            Vec::new(),
-                            None,
-                            now,
-                        );
+                        self.events.expired(&entry, now);
                         expired += 1;
                     }
                 } else {
@@ -245,67 +299,172 @@ impl MemoryStore {
     }
 }
 
+/// Bytes the sessions may hold: all of them, and those of the app writing.
+#[derive(Debug, Clone, Copy)]
+struct Capacity {
+    store: u64,
+    app: Option<u64>,
+}
+
+impl EventLog {
+    fn expired(&self, entry: &Entry, now: u64) {
+        self.publish(
+            EventKind::Expired,
+            entry.app,
+            entry.reference,
+            entry.version,
+            Vec::new(),
+            0,
+            now,
+        );
+    }
+}
+
 impl Inner {
-    /// The slot of `id` if it exists and has not expired; an expired one is removed here,
-    /// so expiry holds on every access whether or not a sweep has run.
-    fn live(&mut self, id: &SessionId, now: u64, events: &EventLog) -> Result<SlotNo, StoreError> {
+    /// The slot of `app`'s session `id` if it exists and has not expired; an expired one is
+    /// removed here, so expiry holds on every access whether or not a sweep has run. Another
+    /// app's session is not found, and not touched.
+    fn live(
+        &mut self,
+        app: AppId,
+        id: &SessionId,
+        now: u64,
+        events: &EventLog,
+    ) -> Result<SlotNo, StoreError> {
         let slot = self.sessions.find(id).ok_or(StoreError::NotFound)?;
         let entry = self.sessions.get(slot).ok_or(StoreError::NotFound)?;
+        if entry.app != app {
+            return Err(StoreError::NotFound);
+        }
         if entry.deadline() <= now {
             if let Some(entry) = self.remove(slot) {
-                events.publish(EventKind::Expired, id, entry.version, Vec::new(), None, now);
+                events.expired(&entry, now);
             }
             return Err(StoreError::NotFound);
         }
         Ok(slot)
     }
 
-    /// The slot of live session `id`, marked as used now.
-    fn used(&mut self, id: &SessionId, now: u64, events: &EventLog) -> Result<SlotNo, StoreError> {
-        let slot = self.live(id, now, events)?;
+    /// The slot of `app`'s live session `id`, marked as used now.
+    fn used(
+        &mut self,
+        app: AppId,
+        id: &SessionId,
+        now: u64,
+        events: &EventLog,
+    ) -> Result<SlotNo, StoreError> {
+        let slot = self.live(app, id, now, events)?;
         self.sessions.touch(slot);
         let entry = self.sessions.get_mut(slot).ok_or(StoreError::NotFound)?;
         entry.last_access_ms = now;
         Ok(slot)
     }
 
+    fn usage(&self, app: AppId) -> Usage {
+        self.by_app.get(app.index()).copied().unwrap_or_default()
+    }
+
+    fn usage_mut(&mut self, app: AppId) -> &mut Usage {
+        if self.by_app.len() <= app.index() {
+            self.by_app.resize(app.index() + 1, Usage::default());
+        }
+        &mut self.by_app[app.index()]
+    }
+
+    /// Counts a session of `size` bytes put in the table.
+    fn added(&mut self, app: AppId, size: u64) {
+        self.bytes += size;
+        let usage = self.usage_mut(app);
+        usage.sessions += 1;
+        usage.bytes += size;
+    }
+
+    fn resized(&mut self, app: AppId, old: u64, new: u64) {
+        self.bytes = self.bytes - old + new;
+        let usage = self.usage_mut(app);
+        usage.bytes = usage.bytes - old + new;
+    }
+
     /// Takes a session out, `None` if `slot` names none.
     fn remove(&mut self, slot: SlotNo) -> Option<Entry> {
         let (_, entry) = self.sessions.remove(slot)?;
-        self.bytes -= entry.size;
+        let size = entry.size();
+        self.bytes -= size;
+        let usage = self.usage_mut(entry.app);
+        usage.sessions -= 1;
+        usage.bytes -= size;
         Some(entry)
     }
 
-    /// Evicts least recently used sessions, never `keep`, until `extra` more bytes fit.
+    /// Evicts `app`'s least recently used session, unless it is `keep`; whether it did.
+    fn evict_from(
+        &mut self,
+        app: AppId,
+        keep: Option<SlotNo>,
+        events: &EventLog,
+        now: u64,
+    ) -> bool {
+        let Some(victim) = self.sessions.least_recently_used(app.index()) else {
+            return false;
+        };
+        if Some(victim) == keep {
+            return false; // the one being written is all that is left
+        }
+        let Some(entry) = self.remove(victim) else {
+            return false;
+        };
+        tracing::debug!(
+            app = app.index(),
+            bytes = entry.size(),
+            "evicted to stay within capacity"
+        );
+        events.publish(
+            EventKind::Evicted,
+            entry.app,
+            entry.reference,
+            entry.version,
+            Vec::new(),
+            0,
+            now,
+        );
+        true
+    }
+
+    /// Evicts least recently used sessions, never `keep`, until `extra` more bytes of `app`
+    /// fit: first the app's own, to stay within its quota, then those of the app holding the
+    /// most, to stay within the store's capacity.
     fn make_room(
         &mut self,
+        app: AppId,
         extra: u64,
         keep: Option<SlotNo>,
-        limits: &Limits,
+        capacity: Capacity,
         events: &EventLog,
         now: u64,
     ) {
-        while self.bytes + extra > limits.capacity_bytes {
-            let Some(victim) = self.sessions.least_recently_used() else {
-                return;
-            };
-            if Some(victim) == keep {
-                return; // the one being written is all that is left
-            }
-            let id = *self.sessions.id(victim);
-            let Some(entry) = self.remove(victim) else {
-                return;
-            };
-            tracing::debug!(session = %id, bytes = entry.size, "evicted to stay within capacity");
-            events.publish(
-                EventKind::Evicted,
-                &id,
-                entry.version,
-                Vec::new(),
-                None,
-                now,
-            );
+        if let Some(max) = capacity.app {
+            while self.usage(app).bytes + extra > max && self.evict_from(app, keep, events, now) {}
         }
+        while self.bytes + extra > capacity.store {
+            let Some(victim) = self.largest(keep) else {
+                return;
+            };
+            if !self.evict_from(victim, keep, events, now) {
+                return;
+            }
+        }
+    }
+
+    /// The app holding the most bytes that has a session to evict other than `keep`.
+    fn largest(&self, keep: Option<SlotNo>) -> Option<AppId> {
+        (0..self.by_app.len())
+            .map(AppId::from_index)
+            .filter(|app| {
+                self.sessions
+                    .least_recently_used(app.index())
+                    .is_some_and(|lru| Some(lru) != keep)
+            })
+            .max_by_key(|app| self.usage(*app).bytes)
     }
 }
 
@@ -326,38 +485,46 @@ fn duration_ms(d: std::time::Duration) -> u64 {
 impl SessionStore for MemoryStore {
     fn create(
         &self,
+        app: AppId,
         options: CreateOptions,
         ops: Vec<Operation>,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
-        ready(self.create_now(options, ops))
+        ready(self.create_now(app, options, ops))
     }
 
     fn get(
         &self,
+        app: AppId,
         id: &SessionId,
         query: GetQuery,
     ) -> impl Future<Output = Result<GetOutcome, StoreError>> + Send {
-        ready(self.get_now(id, query))
+        ready(self.get_now(app, id, query))
     }
 
     fn apply(
         &self,
+        app: AppId,
         id: &SessionId,
         ops: Vec<Operation>,
         return_session: bool,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send {
-        ready(self.apply_now(id, ops, return_session))
+        ready(self.apply_now(app, id, ops, return_session))
     }
 
-    fn invalidate(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
-        ready(self.invalidate_now(id))
+    fn invalidate(
+        &self,
+        app: AppId,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        ready(self.invalidate_now(app, id))
     }
 
     fn rotate_id(
         &self,
+        app: AppId,
         id: &SessionId,
-    ) -> impl Future<Output = Result<SessionInfo, StoreError>> + Send {
-        ready(self.rotate_now(id))
+    ) -> impl Future<Output = Result<Rotated, StoreError>> + Send {
+        ready(self.rotate_now(app, id))
     }
 
     fn sweep(&self) -> impl Future<Output = usize> + Send {
@@ -372,8 +539,16 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    fn usage_by_app(&self) -> Vec<Usage> {
+        self.inner.lock().by_app.clone()
+    }
+
     fn durable(&self) -> bool {
         false
+    }
+
+    fn store_id(&self) -> &str {
+        &self.store_id
     }
 }
 
@@ -388,11 +563,13 @@ mod tests {
     use std::time::Duration;
 
     const MINUTE: u64 = 60_000;
+    const APP: AppId = AppId::for_tests(0);
 
     fn store_with(limits: Limits) -> (MemoryStore, ManualClock, Arc<EventLog>) {
         let clock = ManualClock::new(1_700_000_000_000);
         let events = Arc::new(EventLog::new(1024, 1 << 20));
-        let store = MemoryStore::new(limits, Arc::new(clock.clone()), Arc::clone(&events));
+        let apps = Arc::new(Apps::new(Quota::default()));
+        let store = MemoryStore::new(limits, Arc::new(clock.clone()), Arc::clone(&events), apps);
         (store, clock, events)
     }
 
@@ -421,15 +598,19 @@ mod tests {
     }
 
     fn create(store: &MemoryStore, ops: Vec<Operation>) -> SessionId {
+        create_in(store, APP, ops)
+    }
+
+    fn create_in(store: &MemoryStore, app: AppId, ops: Vec<Operation>) -> SessionId {
         store
-            .create_now(CreateOptions::default(), ops)
+            .create_now(app, CreateOptions::default(), ops)
             .expect("create")
             .info
             .id
     }
 
     fn list(store: &MemoryStore, id: &SessionId, name: &str) -> Vec<Bytes> {
-        match store.get_now(id, GetQuery::default()).expect("get") {
+        match store.get_now(APP, id, GetQuery::default()).expect("get") {
             GetOutcome::Found(s) => match s.attributes.get(name).map(|a| a.value.clone()) {
                 Some(Value::List { items, .. }) => items,
                 None => Vec::new(),
@@ -452,21 +633,23 @@ mod tests {
         let id = create(&store, vec![set("a", b"1")]);
         clock.advance(29 * MINUTE);
         assert!(
-            store.get_now(&id, GetQuery::default()).is_ok(),
+            store.get_now(APP, &id, GetQuery::default()).is_ok(),
             "an access within the idle timeout"
         );
         clock.advance(29 * MINUTE);
         assert!(
-            store.get_now(&id, GetQuery::default()).is_ok(),
+            store.get_now(APP, &id, GetQuery::default()).is_ok(),
             "the access above refreshed it"
         );
         clock.advance(30 * MINUTE);
         assert_eq!(
-            store.get_now(&id, GetQuery::default()),
+            store.get_now(APP, &id, GetQuery::default()),
             Err(StoreError::NotFound)
         );
         assert_eq!(
-            store.apply_now(&id, vec![set("a", b"2")], false).map(drop),
+            store
+                .apply_now(APP, &id, vec![set("a", b"2")], false)
+                .map(drop),
             Err(StoreError::NotFound)
         );
         assert_eq!(
@@ -483,12 +666,12 @@ mod tests {
         for _ in 0..(8 * 60 / 20) - 1 {
             clock.advance(20 * MINUTE);
             store
-                .get_now(&id, GetQuery::default())
+                .get_now(APP, &id, GetQuery::default())
                 .expect("still within its lifetime");
         }
         clock.advance(20 * MINUTE);
         assert_eq!(
-            store.get_now(&id, GetQuery::default()),
+            store.get_now(APP, &id, GetQuery::default()),
             Err(StoreError::NotFound)
         );
     }
@@ -500,10 +683,14 @@ mod tests {
             idle_timeout: Some(Duration::from_secs(5)),
             ..Default::default()
         };
-        let id = store.create_now(options, vec![]).expect("create").info.id;
+        let id = store
+            .create_now(APP, options, vec![])
+            .expect("create")
+            .info
+            .id;
         clock.advance(5_000);
         assert_eq!(
-            store.get_now(&id, GetQuery::default()),
+            store.get_now(APP, &id, GetQuery::default()),
             Err(StoreError::NotFound)
         );
     }
@@ -521,7 +708,7 @@ mod tests {
         let doomed: Vec<_> = (0..25)
             .map(|_| {
                 store
-                    .create_now(short.clone(), vec![])
+                    .create_now(APP, short.clone(), vec![])
                     .expect("create")
                     .info
                     .id
@@ -537,7 +724,7 @@ mod tests {
         assert_eq!(events.count(EventKind::Expired), 25);
         for id in &doomed {
             assert_eq!(
-                store.get_now(id, GetQuery::default()),
+                store.get_now(APP, id, GetQuery::default()),
                 Err(StoreError::NotFound)
             );
         }
@@ -548,10 +735,10 @@ mod tests {
         let (store, clock, _) = store();
         let id = create(&store, vec![]);
         clock.advance(20 * MINUTE);
-        store.get_now(&id, GetQuery::default()).expect("live");
+        store.get_now(APP, &id, GetQuery::default()).expect("live");
         clock.advance(15 * MINUTE); // past the indexed deadline, not the real one
         assert_eq!(store.sweep_now(), (0, 1));
-        assert!(store.get_now(&id, GetQuery::default()).is_ok());
+        assert!(store.get_now(APP, &id, GetQuery::default()).is_ok());
         clock.advance(31 * MINUTE);
         assert_eq!(store.sweep_now().0, 1);
         assert_eq!(
@@ -580,10 +767,11 @@ mod tests {
             ),
         ];
         assert!(matches!(
-            store.apply_now(&id, batch, false),
+            store.apply_now(APP, &id, batch, false),
             Err(StoreError::OutOfRange { index: 1, .. })
         ));
-        let GetOutcome::Found(s) = store.get_now(&id, GetQuery::default()).expect("get") else {
+        let GetOutcome::Found(s) = store.get_now(APP, &id, GetQuery::default()).expect("get")
+        else {
             panic!()
         };
         assert_eq!(s.info.version, 1);
@@ -607,7 +795,7 @@ mod tests {
                 expected_version: Some(0),
             },
         );
-        match store.apply_now(&id, vec![stale], false) {
+        match store.apply_now(APP, &id, vec![stale], false) {
             Err(StoreError::Conflict {
                 index: 0,
                 name,
@@ -626,7 +814,7 @@ mod tests {
             },
         );
         let out = store
-            .apply_now(&id, vec![fresh], false)
+            .apply_now(APP, &id, vec![fresh], false)
             .expect("matching version");
         assert_eq!(out.results[0].attribute_version, 2);
     }
@@ -646,11 +834,12 @@ mod tests {
         };
         let id = create(&store, vec![push(b"x"), push(b"y"), push(b"x")]);
         assert!(matches!(
-            store.apply_now(&id, vec![push(b"z")], false),
+            store.apply_now(APP, &id, vec![push(b"z")], false),
             Err(StoreError::OutOfRange { .. })
         ));
         let out = store
             .apply_now(
+                APP,
                 &id,
                 vec![op(
                     "l",
@@ -668,6 +857,7 @@ mod tests {
         );
         let miss = store
             .apply_now(
+                APP,
                 &id,
                 vec![op(
                     "l",
@@ -698,7 +888,9 @@ mod tests {
                     keep: 3,
                 },
             );
-            store.apply_now(&id, vec![recent], false).expect("push");
+            store
+                .apply_now(APP, &id, vec![recent], false)
+                .expect("push");
         }
         let items: Vec<_> = list(&store, &id, "h").iter().map(|b| b[0]).collect();
         assert_eq!(items, b"dac");
@@ -710,7 +902,7 @@ mod tests {
         let a = create(&store, vec![set("cart", b"1")]);
         let b = create(&store, vec![set("cart", b"2")]);
         store
-            .apply_now(&a, vec![set("cart", b"3")], false)
+            .apply_now(APP, &a, vec![set("cart", b"3")], false)
             .expect("overwrite, same type");
         let json = Value::Bytes {
             content_type: "application/json".into(),
@@ -721,11 +913,11 @@ mod tests {
             expected_version: None,
         };
         store
-            .apply_now(&b, vec![op("cart", set_json)], false)
+            .apply_now(APP, &b, vec![op("cart", set_json)], false)
             .expect("overwrite, new type");
         let mut inner = store.inner.lock();
         let mut stored = |id| {
-            let slot = inner.live(id, clock.now_ms(), &events).expect("live");
+            let slot = inner.live(APP, id, clock.now_ms(), &events).expect("live");
             let (name, attr) = &inner.sessions.get(slot).expect("a session").attrs.0[0];
             let content_type = attr.value.content_type().expect("bytes");
             (Arc::clone(name), Arc::clone(content_type))
@@ -753,7 +945,7 @@ mod tests {
             },
         );
         assert!(matches!(
-            store.apply_now(&id, vec![add], false),
+            store.apply_now(APP, &id, vec![add], false),
             Err(StoreError::WrongType { found: "bytes", .. })
         ));
     }
@@ -776,14 +968,16 @@ mod tests {
         assert_eq!(events.count(EventKind::Evicted) as usize, 20 - held);
         // The newest survive; reading one keeps it from being the next victim.
         let survivor = &ids[20 - held];
-        store.get_now(survivor, GetQuery::default()).expect("held");
+        store
+            .get_now(APP, survivor, GetQuery::default())
+            .expect("held");
         create(&store, vec![set("a", &[0; 400])]);
         assert!(
-            store.get_now(survivor, GetQuery::default()).is_ok(),
+            store.get_now(APP, survivor, GetQuery::default()).is_ok(),
             "recently used, not evicted"
         );
         assert_eq!(
-            store.get_now(&ids[0], GetQuery::default()),
+            store.get_now(APP, &ids[0], GetQuery::default()),
             Err(StoreError::NotFound)
         );
     }
@@ -807,7 +1001,7 @@ mod tests {
             },
         );
         assert!(matches!(
-            store.create_now(CreateOptions::default(), vec![big]),
+            store.create_now(APP, CreateOptions::default(), vec![big]),
             Err(StoreError::LimitExceeded {
                 which: LimitKind::Attribute,
                 ..
@@ -830,7 +1024,7 @@ mod tests {
             })
             .collect();
         assert!(matches!(
-            store.apply_now(&id, parts, false),
+            store.apply_now(APP, &id, parts, false),
             Err(StoreError::LimitExceeded {
                 which: LimitKind::Session,
                 ..
@@ -843,13 +1037,13 @@ mod tests {
         let (store, _, events) = store();
         let id = create(&store, vec![set("a", b"1")]);
         let bytes = store.usage().bytes;
-        let info = store.rotate_now(&id).expect("rotate");
+        let info = store.rotate_now(APP, &id).expect("rotate").info;
         assert_ne!(info.id, id);
         assert_eq!(
-            store.get_now(&id, GetQuery::default()),
+            store.get_now(APP, &id, GetQuery::default()),
             Err(StoreError::NotFound)
         );
-        assert!(store.get_now(&info.id, GetQuery::default()).is_ok());
+        assert!(store.get_now(APP, &info.id, GetQuery::default()).is_ok());
         assert_eq!(store.usage().bytes, bytes);
         assert_eq!(events.count(EventKind::IdRotated), 1);
     }
@@ -863,7 +1057,7 @@ mod tests {
             known_version: Some(1),
         };
         assert!(matches!(
-            store.get_now(&id, q),
+            store.get_now(APP, &id, q),
             Ok(GetOutcome::NotModified(_))
         ));
     }
