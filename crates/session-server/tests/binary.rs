@@ -337,3 +337,7 @@ fn health_fails_when_nothing_answers() {
 /// connection, while other clients keep being answered and memory stays bounded.
 #[path = "binary/hostile.rs"]
 mod hostile;
+
+/// Credentials and TLS of the built binary.
+#[path = "binary/auth.rs"]
+mod auth;

@@ -148,6 +148,12 @@ impl Calls {
         }
     }
 
+    /// The stream ended with `error`: the calls still waiting fail with it, unless the server
+    /// said why already (a refusal of the whole message).
+    pub(super) fn ended_by(&mut self, error: Error) {
+        self.refusal.get_or_insert(error);
+    }
+
     /// Ends stream `generation` if no call waits on it or for it, so that a call made
     /// meanwhile opens a new stream instead of failing on this one.
     pub(super) fn close_idle(&mut self, generation: u64) -> bool {

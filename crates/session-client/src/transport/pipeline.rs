@@ -248,13 +248,20 @@ impl Shared {
         };
         let opened = tokio::time::timeout(self.timeout, self.connect(outbox)).await;
         let failed = match opened {
-            Ok(Ok(replies)) => {
-                let mut calls = self.lock();
-                if calls.live == generation {
-                    calls.stream = Some(generation);
-                    return Some((replies, generation));
+            Ok(Ok(mut replies)) => {
+                {
+                    let mut calls = self.lock();
+                    if calls.live == generation {
+                        calls.stream = Some(generation);
+                        return Some((replies, generation));
+                    }
                 }
-                Error::Unavailable("the session server closed the pipeline".into())
+                // The stream ended as it opened (the server refused it, say): its first item
+                // tells why.
+                match tokio::time::timeout(self.timeout, replies.next()).await {
+                    Ok(Some(Err(e))) => e,
+                    _ => Error::Unavailable("the session server closed the pipeline".into()),
+                }
             }
             Ok(Err(Error::Unavailable(e))) => {
                 Error::Unavailable(format!("cannot open the pipeline: {e}"))
@@ -263,6 +270,8 @@ impl Shared {
             Err(_) => self.too_late(),
         };
         let mut calls = self.lock();
+        // Calls the stream took before it failed fail with the same reason.
+        calls.ended_by(failed.clone());
         calls.broken(generation);
         calls.fail_unsent(&failed);
         None
@@ -338,7 +347,12 @@ async fn read(shared: Arc<Shared>, mut replies: Replies, mut generation: u64) {
                     quiet = 0;
                     shared.lock().answer(response);
                 }
-                Some(_) => break,
+                // Why the stream ended (a refused credential, say) is what its calls fail with.
+                Some(Some(Err(e))) => {
+                    shared.lock().ended_by(e);
+                    break;
+                }
+                Some(None) => break,
                 None => {
                     shared.lock().expire(Instant::now(), || shared.too_late());
                     quiet += 1;

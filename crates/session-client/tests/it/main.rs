@@ -10,5 +10,6 @@ mod lifecycle;
 mod near_cache;
 mod nonstop;
 mod protocols;
+mod security;
 mod threads;
 mod watch;

@@ -24,6 +24,14 @@ pub async fn spawn(config: ServerConfig) -> TestServer {
     TestServer(session_server::testing::TestServer::spawn(config).await)
 }
 
+/// Serves TLS with `certs`' server certificate, verifying client certificates of its CA.
+pub async fn spawn_tls(
+    config: ServerConfig,
+    certs: &session_server::testing::DevCerts,
+) -> TestServer {
+    TestServer(session_server::testing::TestServer::spawn_tls(config, certs).await)
+}
+
 /// Serves on a listener the caller bound, e.g. the port of a server it stopped before.
 pub async fn spawn_on(grpc: TcpListener, config: ServerConfig) -> TestServer {
     TestServer(session_server::testing::TestServer::spawn_on(grpc, config).await)

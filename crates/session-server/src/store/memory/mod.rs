@@ -566,11 +566,127 @@ mod tests {
     const APP: AppId = AppId::for_tests(0);
 
     fn store_with(limits: Limits) -> (MemoryStore, ManualClock, Arc<EventLog>) {
+        store_of(limits, Arc::new(Apps::new(Quota::default())))
+    }
+
+    fn store_of(limits: Limits, apps: Arc<Apps>) -> (MemoryStore, ManualClock, Arc<EventLog>) {
         let clock = ManualClock::new(1_700_000_000_000);
         let events = Arc::new(EventLog::new(1024, 1 << 20));
-        let apps = Arc::new(Apps::new(Quota::default()));
         let store = MemoryStore::new(limits, Arc::new(clock.clone()), Arc::clone(&events), apps);
         (store, clock, events)
+    }
+
+    /// A store whose limits let `capacity` bytes of sessions in.
+    fn small(capacity: u64) -> Limits {
+        Limits {
+            capacity_bytes: capacity,
+            max_session_bytes: 5_000,
+            max_attribute_bytes: 5_000,
+            ..Limits::default()
+        }
+    }
+
+    fn held(store: &MemoryStore, app: AppId, ids: &[SessionId]) -> usize {
+        ids.iter()
+            .filter(|id| store.get_now(app, id, GetQuery::default()).is_ok())
+            .count()
+    }
+
+    #[test]
+    fn another_apps_session_is_not_found_and_left_as_it_was() {
+        let (store, _, events) = store();
+        let other = AppId::for_tests(1);
+        let id = create(&store, vec![set("a", b"1")]);
+        assert_eq!(
+            store.get_now(other, &id, GetQuery::default()),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store
+                .apply_now(other, &id, vec![set("a", b"2")], false)
+                .map(drop),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(store.invalidate_now(other, &id), Err(StoreError::NotFound));
+        assert_eq!(
+            store.rotate_now(other, &id).map(drop),
+            Err(StoreError::NotFound)
+        );
+        let GetOutcome::Found(s) = store
+            .get_now(APP, &id, GetQuery::default())
+            .expect("its own")
+        else {
+            panic!("found");
+        };
+        assert_eq!(s.info.version, 1);
+        assert_eq!(events.count(EventKind::Changed), 0);
+    }
+
+    #[test]
+    fn past_capacity_the_app_holding_the_most_gives_way_first() {
+        let (store, _, _) = store_with(small(10_000));
+        let (big, little) = (APP, AppId::for_tests(1));
+        let bigs: Vec<_> = (0..15)
+            .map(|_| create_in(&store, big, vec![set("a", &[0; 400])]))
+            .collect();
+        let littles: Vec<_> = (0..4)
+            .map(|_| create_in(&store, little, vec![set("a", &[0; 400])]))
+            .collect();
+        assert_eq!(
+            held(&store, little, &littles),
+            4,
+            "its growth evicts the larger app's"
+        );
+        assert!(held(&store, big, &bigs) < 15);
+        let usage = store.usage_by_app();
+        assert!(usage[big.index()].bytes > usage[little.index()].bytes);
+        assert!(store.usage().bytes <= 10_000);
+
+        // The other way round: the large app's growth evicts its own, not the small one's.
+        for _ in 0..30 {
+            create_in(&store, big, vec![set("a", &[0; 400])]);
+        }
+        assert_eq!(held(&store, little, &littles), 4);
+    }
+
+    #[test]
+    fn an_apps_quota_evicts_its_own_least_recently_used_sessions_only() {
+        let apps = Arc::new(Apps::new(Quota::default()));
+        let shop = apps.get_or_create("shop").expect("an app").id;
+        let cart = apps.get_or_create("cart").expect("an app").id;
+        let quota = Quota {
+            max_bytes: Some(3_000),
+            max_sessions: Some(4),
+            rate: None,
+        };
+        apps.configure(&[("shop".into(), quota)]).expect("valid");
+        let (store, _, _) = store_of(small(1 << 20), apps);
+        let carts: Vec<_> = (0..10)
+            .map(|_| create_in(&store, cart, vec![set("a", &[0; 400])]))
+            .collect();
+        let shops: Vec<_> = (0..10)
+            .map(|_| create_in(&store, shop, vec![set("a", &[0; 400])]))
+            .collect();
+        assert_eq!(
+            held(&store, cart, &carts),
+            10,
+            "no quota of its own, nothing evicted"
+        );
+        assert_eq!(held(&store, shop, &shops), 4, "at most four sessions");
+        assert_eq!(held(&store, shop, &shops[6..]), 4, "the newest");
+        let before = store.usage_by_app()[shop.index()];
+        store
+            .apply_now(shop, &shops[9], vec![set("b", &[0; 2_000])], false)
+            .expect("grows");
+        let after = store.usage_by_app()[shop.index()];
+        assert!(
+            after.bytes <= 3_000 && after.sessions < before.sessions,
+            "{after:?}"
+        );
+        assert!(
+            store.get_now(shop, &shops[9], GetQuery::default()).is_ok(),
+            "the one written stays"
+        );
     }
 
     fn store() -> (MemoryStore, ManualClock, Arc<EventLog>) {
