@@ -4,6 +4,10 @@
 
 FROM scratch AS session-server
 COPY target/docker/session-server /session-server
+# Where `session-server setup` keeps the sample's secrets: a volume mounted here takes this
+# folder's owner, the image's user.
+COPY --chown=65532:65532 samples/secrets /secrets
+# Beyond loopback the server requires credentials (SESSION_AUTH_FILE), or SESSION_INSECURE=1.
 ENV SESSION_LISTEN=0.0.0.0:9510 \
     SESSION_ADMIN_LISTEN=0.0.0.0:9540
 EXPOSE 9510 9540
@@ -14,11 +18,8 @@ ENTRYPOINT ["/session-server"]
 FROM scratch AS cart
 COPY target/docker/cart /cart
 COPY samples/cart /sample
-# Where the CSRF key is kept: a volume mounted here takes this folder's owner.
-COPY --chown=65532:65532 samples/cart-state /var/lib/cart
 ENV CART_LISTEN=0.0.0.0:9081 \
     CART_CATALOG=/sample \
-    CART_CSRF_KEY_FILE=/var/lib/cart/csrf.key \
     CART_SESSION_SERVER=http://session-server:9510
 EXPOSE 9081
 USER 65532:65532

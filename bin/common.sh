@@ -9,8 +9,11 @@ bin_dir="" # set by build
 
 session_listen="${SESSION_LISTEN:-127.0.0.1:9510}"
 session_admin_listen="${SESSION_ADMIN_LISTEN:-127.0.0.1:9540}"
-# Where clients reach the server: a wildcard listen address is reached on loopback.
-session_url="${SESSION_SERVER:-http://${session_listen/0.0.0.0/127.0.0.1}}"
+# The tokens, the carts' CSRF key and (SAMPLE_TLS=1) certificates, made on the first run by
+# `session-server setup` and kept (files mode 0600, the folder 0700).
+secrets_dir="${SAMPLE_SECRETS_DIR:-$run_dir/secrets}"
+# What the session server's script tells the carts' script: where and how to reach it.
+server_env="$run_dir/session-server.env"
 
 cart_host="${CART_HOST:-127.0.0.1}"
 cart_port_1="${CART_PORT_1:-9081}"

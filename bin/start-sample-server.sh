@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Starts the session server of the cart sample in the background and waits until it is
-# SERVING. Overrides: SESSION_LISTEN, SESSION_ADMIN_LISTEN, SAMPLE_RUN_DIR, SAMPLE_PROFILE;
-# any other session-server flag through its environment variable (session-server --help).
+# SERVING. On the first run it makes the sample's credentials (an app token for the carts, an
+# admin token, the carts' CSRF key) under SAMPLE_SECRETS_DIR, and with SAMPLE_TLS=1 a
+# development CA and certificate, so the server requires the token (and TLS).
+# Overrides: SESSION_LISTEN, SESSION_ADMIN_LISTEN, SAMPLE_RUN_DIR, SAMPLE_SECRETS_DIR,
+# SAMPLE_PROFILE, SAMPLE_TLS; any other session-server flag through its environment variable
+# (session-server --help).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -15,12 +19,33 @@ if pid=$(running_pid "$pidfile" session-server); then
 fi
 
 build
-"$bin_dir/session-server" --listen "$session_listen" --admin-listen "$session_admin_listen" >"$log" 2>&1 &
+tls=()
+setup=(setup --dir "$secrets_dir" --app cart)
+scheme=http
+if [[ ${SAMPLE_TLS:-0} == 1 ]]; then
+  setup+=(--tls)
+  tls=(--tls-cert "$secrets_dir/server.pem" --tls-key "$secrets_dir/server.key")
+  scheme=https
+fi
+"$bin_dir/session-server" "${setup[@]}" >"$run_dir/setup.log" 2>&1 ||
+  fail "session-server setup could not make the sample's credentials: $(tail -n 1 "$run_dir/setup.log")"
+# Where clients reach the server: a wildcard listen address is reached on loopback.
+session_url="${SESSION_SERVER:-$scheme://${session_listen/0.0.0.0/127.0.0.1}}"
+health=(health --addr "$session_url" --timeout 500ms)
+[[ $scheme == https ]] && health+=(--ca "$secrets_dir/ca.pem")
+
+"$bin_dir/session-server" --listen "$session_listen" --admin-listen "$session_admin_listen" \
+  --auth-file "$secrets_dir/auth" "${tls[@]}" >"$log" 2>&1 &
 pid=$!
 echo "$pid" >"$pidfile"
+{
+  echo "SESSION_SERVER=$session_url"
+  [[ $scheme == https ]] && echo "SESSION_CA=$secrets_dir/ca.pem"
+  echo "SESSION_TOKEN_FILE=$secrets_dir/cart.token"
+} >"$server_env"
 
 status=0
-wait_until "'$bin_dir/session-server' health --addr '$session_url' --timeout 500ms" "${WAIT_TENTHS:-150}" "$pid" || status=$?
+wait_until "$(printf '%q ' "$bin_dir/session-server" "${health[@]}")" "${WAIT_TENTHS:-150}" "$pid" || status=$?
 if ((status != 0)); then
   ((status == 2)) && say "The session server exited during start-up. Its log ($log) ends with:" >&2 ||
     say "The session server did not become SERVING within $((${WAIT_TENTHS:-150} / 10)) s. Its log ($log) ends with:" >&2
@@ -31,7 +56,7 @@ if ((status != 0)); then
 fi
 
 say "Session server is SERVING (pid $pid)."
-say "  gRPC:           $session_url"
+say "  gRPC:           $session_url (app tokens in $secrets_dir/auth$([[ $scheme == https ]] && echo ", TLS"))"
 say "  metrics/health: http://${session_admin_listen/0.0.0.0/127.0.0.1}/metrics"
 say "  log:            $log"
 say "Next: bin/start-sample.sh"

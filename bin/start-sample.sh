@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
 # Starts the two cart instances of the sample (ports 9081 and 9082) against the session
-# server, and waits until both answer. Overrides: CART_PORT_1, CART_PORT_2, CART_HOST,
-# SESSION_SERVER, SAMPLE_RUN_DIR, SAMPLE_PROFILE; CART_SESSIONS=local runs them unclustered.
+# server, and waits until both answer. Where the server is, its CA and the carts' token come
+# from what bin/start-sample-server.sh recorded, unless SESSION_SERVER (with SESSION_CA and
+# SESSION_TOKEN_FILE) names another. Overrides: CART_PORT_1, CART_PORT_2, CART_HOST,
+# SESSION_SERVER, SESSION_CA, SESSION_TOKEN_FILE, SAMPLE_RUN_DIR, SAMPLE_SECRETS_DIR,
+# SAMPLE_PROFILE; CART_SESSIONS=local runs them unclustered.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mkdir -p "$run_dir"
 
 build
+if [[ -z ${SESSION_SERVER:-} && -f $server_env ]]; then
+  set -a
+  source "$server_env"
+  set +a
+fi
+session_url="${SESSION_SERVER:-http://${session_listen/0.0.0.0/127.0.0.1}}"
+client=(--session-server "$session_url")
+health=(health --addr "$session_url" --timeout 1s)
+if [[ -n ${SESSION_CA:-} ]]; then
+  client+=(--session-ca "$SESSION_CA")
+  health+=(--ca "$SESSION_CA")
+fi
+[[ -n ${SESSION_TOKEN_FILE:-} ]] && client+=(--session-token-file "$SESSION_TOKEN_FILE")
+# The CSRF key both carts share: session-server setup made it (a cart makes it if missing).
+mkdir -p "$secrets_dir"
+client+=(--csrf-key-file "$secrets_dir/csrf.key")
 if [[ ${CART_SESSIONS:-clustered} == clustered ]] &&
-  ! "$bin_dir/session-server" health --addr "$session_url" --timeout 1s >/dev/null 2>&1; then
+  ! "$bin_dir/session-server" "${health[@]}" >/dev/null 2>&1; then
   fail "the session server is not running at $session_url. Start it first with bin/start-sample-server.sh (or point SESSION_SERVER at yours)."
 fi
 
@@ -25,8 +44,7 @@ start_instance() {
     source "$root/samples/cart/instances/$name.env"
     set +a
     exec "$bin_dir/cart" --listen "$cart_host:$port" --public-port "$port" --peer-port "$peer" \
-      --session-server "$session_url" --catalog "$root/samples/cart" \
-      --csrf-key-file "$run_dir/csrf.key"
+      --catalog "$root/samples/cart" "${client[@]}"
   ) >"$log" 2>&1 &
   echo $! >"$pidfile"
 }

@@ -1,5 +1,6 @@
 //! The tutorial in a real browser: headless Chromium drives the sample started by the
-//! README's scripts, exactly as a newcomer would.
+//! README's scripts, exactly as a newcomer would, with the session server's TLS on
+//! (`SAMPLE_TLS=1`) and the app token the scripts make.
 //!
 //! Needs Debian's `chromium` package (or CHROME=/path/to/chrome). It fails, never skips, when
 //! Chromium is missing. With SCREENSHOTS=DIR it also saves the pictures of docs/tutorial.md.
@@ -42,6 +43,7 @@ struct Sample {
     env: Vec<(String, String)>,
     ports: (u16, u16),
     admin_port: u16,
+    session_port: u16,
     run_dir: PathBuf,
 }
 
@@ -53,9 +55,11 @@ impl Sample {
         let port = |fixed: u16| if tutorial { fixed } else { free_port() };
         let ports = (port(9081), port(9082));
         let admin_port = port(9540);
+        let session_port = port(9510);
         let env = vec![
             ("SAMPLE_RUN_DIR".into(), run_dir.display().to_string()),
-            ("SESSION_LISTEN".into(), format!("127.0.0.1:{}", port(9510))),
+            ("SAMPLE_TLS".into(), "1".into()),
+            ("SESSION_LISTEN".into(), format!("127.0.0.1:{session_port}")),
             (
                 "SESSION_ADMIN_LISTEN".into(),
                 format!("127.0.0.1:{admin_port}"),
@@ -67,6 +71,7 @@ impl Sample {
             env,
             ports,
             admin_port,
+            session_port,
             run_dir,
         };
         sample.script("start-sample-server.sh");
@@ -97,6 +102,54 @@ impl Sample {
 
     fn url(&self, port: u16) -> String {
         format!("http://127.0.0.1:{port}/Cart")
+    }
+
+    /// What the scripts made on the first run, and that the session server takes TLS and
+    /// the carts' token only.
+    fn check_secrets(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let secrets = self.run_dir.join("secrets");
+        let mode =
+            |path: &Path| std::fs::metadata(path).expect("made").permissions().mode() & 0o777;
+        assert_eq!(mode(&secrets), 0o700);
+        for file in [
+            "auth",
+            "cart.token",
+            "admin.token",
+            "csrf.key",
+            "ca.pem",
+            "server.key",
+        ] {
+            assert_eq!(mode(&secrets.join(file)), 0o600, "{file}");
+        }
+        let token = std::fs::read_to_string(secrets.join("cart.token")).expect("token");
+        let tls = session_client::TlsOptions::from_files(Some(&secrets.join("ca.pem")), None)
+            .expect("CA");
+        let url = format!("https://127.0.0.1:{}", self.session_port);
+        let client = |token: Option<&str>| {
+            session_client::SessionClient::connect_lazy(session_client::ClientConfig {
+                endpoints: vec![url.clone()],
+                token: token.map(session_client::Token::new),
+                tls: tls.clone(),
+                app: Some("cart".into()),
+                timeout: Duration::from_secs(2),
+                ..Default::default()
+            })
+            .expect("client")
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let refused = client(None).get("anything").await.expect_err("no token");
+            assert!(
+                matches!(refused, session_client::Error::Unauthenticated(_)),
+                "{refused}"
+            );
+            let answered = client(Some(token.trim())).get("anything").await;
+            assert_eq!(
+                answered.expect_err("no such session"),
+                session_client::Error::NotFound
+            );
+        });
     }
 
     /// Stops the session server the way a crash or an upgrade would, without the carts.
@@ -188,6 +241,7 @@ fn screenshot(tab: &Tab, name: &str) {
 #[test]
 fn the_tutorial_in_a_real_browser() {
     let sample = Sample::start();
+    sample.check_secrets();
     let (first, second) = sample.ports;
     let browser = launch();
     let tab = browser.new_tab().expect("tab");

@@ -1,6 +1,7 @@
 //! `docker compose up`, as a user runs it: the images built by bin/build-images.sh, the stack
-//! brought up from docker-compose.yml, the tutorial through the published ports, the session
-//! server stopped and started again. Everything is torn down even when a step fails.
+//! brought up from docker-compose.yml, its session port taking TLS and the carts' token only,
+//! the tutorial through the published ports, the session server stopped and started again.
+//! Everything is torn down even when a step fails.
 //!
 //! Needs a running Docker engine and `docker compose` or `docker-compose`; it fails, never
 //! skips, without them.
@@ -68,6 +69,21 @@ impl Stack {
         out
     }
 
+    /// A file of a service's container, copied out (the images have no shell to `cat` with).
+    fn copy_out(&self, service: &str, path: &str, to: &Path) {
+        let id = String::from_utf8_lossy(&self.cmd(&["ps", "-q", service]).stdout)
+            .trim()
+            .to_owned();
+        let copied = run(Command::new("docker")
+            .args(["cp", &format!("{id}:{path}")])
+            .arg(to));
+        assert!(
+            copied.status.success(),
+            "docker cp {path}: {}",
+            String::from_utf8_lossy(&copied.stderr)
+        );
+    }
+
     fn leftovers(&self) -> String {
         let label = format!("label=com.docker.compose.project={}", self.project);
         ["ps -a", "network ls", "volume ls"]
@@ -106,6 +122,51 @@ impl Drop for Stack {
     }
 }
 
+/// The published session port: TLS with the CA the `setup` service made, and the token it
+/// gave the carts; without either, refused.
+async fn session_port_takes_tls_and_the_carts_token_only(stack: &Stack, port: u16) {
+    let dir = std::env::temp_dir().join(format!("{}-secrets", stack.project));
+    std::fs::create_dir_all(&dir).expect("dir");
+    stack.copy_out("session-server", "/secrets/ca.pem", &dir.join("ca.pem"));
+    stack.copy_out(
+        "session-server",
+        "/secrets/cart.token",
+        &dir.join("cart.token"),
+    );
+    let client = |scheme: &str, token: Option<session_client::Token>| {
+        session_client::SessionClient::connect_lazy(session_client::ClientConfig {
+            endpoints: vec![format!("{scheme}://127.0.0.1:{port}")],
+            app: Some("cart".into()),
+            token,
+            tls: session_client::TlsOptions::from_files(Some(&dir.join("ca.pem")), None)
+                .expect("CA"),
+            timeout: Duration::from_secs(3),
+            ..Default::default()
+        })
+        .expect("client")
+    };
+    let token = session_client::Token::from_file(&dir.join("cart.token")).expect("token");
+    let plaintext = client("http", Some(token.clone()))
+        .get("x")
+        .await
+        .expect_err("plaintext");
+    assert!(
+        plaintext.to_string().contains("TLS connections only"),
+        "{plaintext}"
+    );
+    let anonymous = client("https", None).get("x").await.expect_err("no token");
+    assert!(
+        matches!(anonymous, session_client::Error::Unauthenticated(_)),
+        "{anonymous}"
+    );
+    let answered = client("https", Some(token)).get("x").await;
+    assert_eq!(
+        answered.expect_err("no such session"),
+        session_client::Error::NotFound
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn wait_for_status(browser: &Browser, url: &str, status: u16, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
@@ -137,13 +198,14 @@ async fn docker_compose_runs_the_tutorial_and_recovers_from_a_session_server_res
     );
 
     let ports = (free_port(), free_port());
+    let session_port = free_port();
     let stack = Stack {
         compose,
         project: format!("carttest{}", std::process::id()),
         env: vec![
             ("CART_PORT_1", ports.0.to_string()),
             ("CART_PORT_2", ports.1.to_string()),
-            ("SESSION_PORT", free_port().to_string()),
+            ("SESSION_PORT", session_port.to_string()),
             ("SESSION_ADMIN_PORT", free_port().to_string()),
             ("PUBLISH_ADDR", "127.0.0.1".into()),
         ],
@@ -157,6 +219,7 @@ async fn docker_compose_runs_the_tutorial_and_recovers_from_a_session_server_res
     let browser = Browser::new();
     wait_for_status(&browser, &first, 200, Duration::from_secs(60)).await;
     wait_for_status(&browser, &second, 200, Duration::from_secs(60)).await;
+    session_port_takes_tls_and_the_carts_token_only(&stack, session_port).await;
 
     // The tutorial through the published ports.
     let token = browser.get(&first).await.csrf();
@@ -171,7 +234,7 @@ async fn docker_compose_runs_the_tutorial_and_recovers_from_a_session_server_res
         )
         .await;
     assert_eq!(added.status, 303);
-    // Both carts read the CSRF key the first one made in the shared volume: a form of one
+    // Both carts read the CSRF key the setup service made in the shared volume: a form of one
     // posts to the other.
     let on_second = browser
         .post(
