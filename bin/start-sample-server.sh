@@ -20,7 +20,9 @@ fi
 
 build
 tls=()
-setup=(setup --dir "$secrets_dir" --app cart)
+# The carts' token, and one for the README's example app (its own app: its sessions are not
+# the carts').
+setup=(setup --dir "$secrets_dir" --app cart --app visits)
 scheme=http
 if [[ ${SAMPLE_TLS:-0} == 1 ]]; then
   setup+=(--tls)

@@ -73,6 +73,9 @@ enum Part {
     /// No target of the issues' list, one of the code's: what the `debug` spans on every call
     /// cost while logs are at `info` (under 2% of the cheapest call).
     Spans,
+    /// Cart page views and adds with the session server's TLS and an app token, against
+    /// plaintext, and what opening a connection costs each.
+    Tls,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +163,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if wanted(Part::Profiles) {
         profiles(&cli, &release, duration, rounds, &mut report).await?;
+    }
+    if wanted(Part::Tls) {
+        tls(&cli, &release, duration, rounds, &mut report).await?;
     }
     let server = procs::session_server(&release, "4GiB")?;
     let mut ids = Vec::new();
@@ -315,6 +321,84 @@ async fn profiles(
             0.9,
         ));
     }
+    Ok(())
+}
+
+/// The issue of authentication and TLS asked for: the cart with the session server's TLS and
+/// the carts' token, beside plaintext (page view at least 0.95x, add at least 0.9x), each with
+/// its own server; and what a connection's opening costs with and without TLS.
+async fn tls(
+    cli: &Cli,
+    release: &procs::Build,
+    duration: Duration,
+    rounds: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let secrets = procs::Secrets::make(release)?;
+    let plain_server = procs::session_server(release, "4GiB")?;
+    let flags = |pairs: &[(&str, &str)]| -> Vec<String> {
+        pairs
+            .iter()
+            .flat_map(|(flag, file)| [flag.to_string(), secrets.path(file)])
+            .collect()
+    };
+    let tls_server = procs::session_server_with(
+        release,
+        "4GiB",
+        &flags(&[
+            ("--auth-file", "auth"),
+            ("--tls-cert", "server.pem"),
+            ("--tls-key", "server.key"),
+        ]),
+    )?;
+    let tls_url = format!("https://{}", tls_server.addr);
+    let plain = procs::cart(
+        release,
+        "cart (clustered, plaintext)",
+        "clustered",
+        Some(plain_server.addr),
+    )?;
+    let secured = procs::cart_with(
+        release,
+        "cart (clustered, TLS + token)",
+        "clustered",
+        Some(&tls_url),
+        &flags(&[
+            ("--session-ca", "ca.pem"),
+            ("--session-token-file", "cart.token"),
+        ]),
+    )?;
+    cart_rows(cli, &[&plain, &secured], duration, rounds, report).await?;
+    for (scenario, what, target) in [(PAGE_VIEW, "page view", 0.95), (ADD, "add", 0.9)] {
+        report.comparisons.push(Comparison::at_least(
+            &format!("TLS + token, {what}: TLS / plaintext"),
+            report.rps(scenario, "cart (clustered, TLS + token)"),
+            report.rps(scenario, "cart (clustered, plaintext)"),
+            target,
+        ));
+    }
+
+    eprintln!("what a connection's opening costs...");
+    let clients = if cli.quick { 50 } else { 300 };
+    let plain_url = format!("http://{}", plain_server.addr);
+    let none = session_client::TlsOptions::default();
+    let (plain_first, plain_open) =
+        scenarios::connection_cost(&plain_url, None, none, clients).await?;
+    let token =
+        session_client::Token::from_file(std::path::Path::new(&secrets.path("cart.token")))?;
+    let ca = session_client::TlsOptions::from_files(
+        Some(std::path::Path::new(&secrets.path("ca.pem"))),
+        None,
+    )?;
+    let (tls_first, tls_open) =
+        scenarios::connection_cost(&tls_url, Some(token), ca, clients).await?;
+    report.notes.push(format!(
+        "Opening a connection (a fresh client's first call less a call on the open connection, median of {clients}): \
+         plaintext with the handshake {:.0} µs ({plain_first:.0} µs, then {plain_open:.0} µs a call), \
+         TLS with the handshake and a token {:.0} µs ({tls_first:.0} µs, then {tls_open:.0} µs a call).",
+        plain_first - plain_open,
+        tls_first - tls_open,
+    ));
     Ok(())
 }
 

@@ -152,8 +152,18 @@ pub fn redis_server() -> anyhow::Result<Proc> {
 }
 
 pub fn session_server(build: &Build, capacity: &str) -> anyhow::Result<Proc> {
+    session_server_with(build, capacity, &[])
+}
+
+/// A session server with more flags (credentials, TLS).
+pub fn session_server_with(
+    build: &Build,
+    capacity: &str,
+    extra: &[String],
+) -> anyhow::Result<Proc> {
     let addr = free_addr();
     let mut cmd = Command::new(build.bin("session-server"));
+    cmd.args(extra);
     cmd.args([
         "--listen",
         &addr.to_string(),
@@ -176,8 +186,21 @@ pub fn cart(
     sessions: &str,
     session_server: Option<SocketAddr>,
 ) -> anyhow::Result<Proc> {
+    let server = session_server.map(|s| format!("http://{s}"));
+    cart_with(build, name, sessions, server.as_deref(), &[])
+}
+
+/// A cart instance of the session server at `url`, with more flags (a token, a CA).
+pub fn cart_with(
+    build: &Build,
+    name: &str,
+    sessions: &str,
+    session_server: Option<&str>,
+    extra: &[String],
+) -> anyhow::Result<Proc> {
     let addr = free_addr();
     let mut cmd = Command::new(build.bin("cart"));
+    cmd.args(extra);
     cmd.args([
         "--listen",
         &addr.to_string(),
@@ -192,9 +215,45 @@ pub fn cart(
     ])
     .env("RUST_LOG", "warn");
     if let Some(server) = session_server {
-        cmd.args(["--session-server", &format!("http://{server}")]);
+        cmd.args(["--session-server", server]);
     }
     start(name, cmd, addr)
+}
+
+/// The sample's secrets, made by the binary's own `setup` (tokens, and with TLS a
+/// development CA and certificate) in a directory removed on drop.
+#[derive(Debug)]
+pub struct Secrets {
+    pub dir: PathBuf,
+}
+
+impl Secrets {
+    pub fn make(build: &Build) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("bench-secrets-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(build.bin("session-server"))
+            .args(["setup", "--tls", "--dir"])
+            .arg(&dir)
+            .output()
+            .context("run session-server setup")?;
+        if !out.status.success() {
+            bail!(
+                "session-server setup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The loopback floor's answering server: this program's `echo-server` subcommand.

@@ -357,3 +357,39 @@ async fn drive(
     });
     load::collect(started, tasks).await.0
 }
+
+/// What opening a connection costs a client: the first call of a fresh client (TCP, TLS if
+/// any, the framed handshake, then the call) and a call on the connection then open, each
+/// the median of `n` clients, in microseconds.
+pub async fn connection_cost(
+    url: &str,
+    token: Option<session_client::Token>,
+    tls: session_client::TlsOptions,
+    n: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let (mut first, mut open) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let client = SessionClient::connect_lazy(ClientConfig {
+            endpoints: vec![url.to_owned()],
+            timeout: Duration::from_secs(5),
+            app: Some("cart".into()),
+            token: token.clone(),
+            tls: tls.clone(),
+            ..ClientConfig::default()
+        })?;
+        let started = Instant::now();
+        let answered = client.get("no such session").await;
+        first.push(started.elapsed().as_secs_f64() * 1e6);
+        if !matches!(answered, Err(session_client::Error::NotFound)) {
+            bail!("{url}: the first call answered {answered:?}");
+        }
+        let started = Instant::now();
+        let _ = client.get("no such session").await;
+        open.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(first), median(open)))
+}

@@ -1,20 +1,22 @@
 //! The README's example: an actix-web app whose sessions live in the session server.
 //!
 //! ```sh
-//! bin/start-sample-server.sh
-//! cargo run -p session-client --example visits
+//! bin/start-sample-server.sh      # makes target/sample/secrets/visits.token, this app's token
+//! SESSION_TOKEN_FILE=target/sample/secrets/visits.token cargo run -p session-client --example visits
 //! curl -X POST -c jar -b jar http://127.0.0.1:8080/visit    # counts a visit
 //! curl -b jar http://127.0.0.1:8080/visit                   # shows the count
 //! ```
 //!
 //! `VISITS_LISTEN` (default 127.0.0.1:8080) and `SESSION_SERVER` (default
-//! http://127.0.0.1:9510) change the addresses.
+//! http://127.0.0.1:9510) change the addresses; `SESSION_TOKEN_FILE` holds the app's token,
+//! and `SESSION_CA` the CA of a server with TLS (an `https://` address).
 
 use actix_web::{App, HttpServer, get, post};
 use session_client::{
-    ClientConfig, Ops, SessionClient,
+    ClientConfig, Ops, SessionClient, TlsOptions, Token,
     actix::{RequestSession, SessionMiddleware},
 };
+use std::path::Path;
 
 #[post("/visit")]
 async fn visit(session: RequestSession) -> actix_web::Result<String> {
@@ -45,9 +47,19 @@ async fn count(session: RequestSession) -> actix_web::Result<String> {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let listen = std::env::var("VISITS_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig {
+        app: Some("visits".into()),
+        ..ClientConfig::default()
+    };
     if let Ok(url) = std::env::var("SESSION_SERVER") {
         config.endpoints = vec![url];
+    }
+    if let Ok(file) = std::env::var("SESSION_TOKEN_FILE") {
+        config.token = Some(Token::from_file(Path::new(&file)).map_err(std::io::Error::other)?);
+    }
+    if let Ok(ca) = std::env::var("SESSION_CA") {
+        config.tls =
+            TlsOptions::from_files(Some(Path::new(&ca)), None).map_err(std::io::Error::other)?;
     }
     let client = SessionClient::connect_lazy(config).map_err(std::io::Error::other)?;
     let server = HttpServer::new(move || {

@@ -53,7 +53,7 @@ impl AnyClient {
         self.client().store_is_durable()
     }
 
-    /// Every session's events: the near cache's stream when there is one, else a new one.
+    /// The events of the app's sessions: the near cache's stream when there is one, else a new one.
     pub fn subscribe(&self) -> broadcast::Receiver<Update> {
         match self {
             Self::Direct(c) => c.subscribe(),

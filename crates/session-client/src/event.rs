@@ -14,7 +14,8 @@ pub enum EventKind {
     /// Dropped to make room (`--capacity`).
     Evicted,
     Invalidated,
-    /// Got a new id ([`Event::new_id`]); the old one names nothing any more.
+    /// Got a new id, and a new reference ([`Event::new_reference`]); the old id names nothing
+    /// any more.
     IdRotated,
 }
 

@@ -30,7 +30,7 @@ pub enum Update {
 }
 
 impl SessionClient {
-    /// Every session's events, on a stream of its own (a near cache's client shares the
+    /// The events of the app's sessions, on a stream of its own (a near cache's client shares the
     /// cache's, see [`crate::CachedClient::subscribe`]). The stream ends when every receiver
     /// is dropped.
     pub fn subscribe(&self) -> broadcast::Receiver<Update> {
@@ -38,7 +38,8 @@ impl SessionClient {
     }
 }
 
-/// Starts following every session's events. The task ends when every receiver is dropped.
+/// Starts following the events of every session of the client's app. The task ends when
+/// every receiver is dropped.
 pub fn subscribe(client: SessionClient) -> broadcast::Receiver<Update> {
     let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
     tokio::spawn(follow(client, tx, 0, |_| false));

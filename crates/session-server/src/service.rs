@@ -66,7 +66,7 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         let code = result.as_ref().map_or_else(CallFailure::code, |_| Code::Ok);
         self.engine.metrics.observe(method, code, started.elapsed());
         if let Err(failure) = &result {
-            tracing::debug!(method, app = %caller.app, ?code, %failure, "call failed");
+            tracing::debug!(method, app = %caller.app, node = %caller.node, ?code, %failure, "call failed");
         }
         result
     }
@@ -94,8 +94,18 @@ impl<S: SessionStore> SessionServiceImpl<S> {
             .engine
             .auth
             .authenticate(handshake::from_hello(hello, peer));
-        if let Err(refusal) = &outcome {
-            tracing::debug!(code = ?refusal.code, reason = refusal.message, "framed connection refused");
+        match &outcome {
+            Ok(caller) => tracing::debug!(
+                app = %caller.app,
+                node = %caller.node,
+                protocol = caller.protocol,
+                "framed connection"
+            ),
+            Err(refusal) => tracing::debug!(
+                code = ?refusal.code,
+                reason = refusal.message,
+                "framed connection refused"
+            ),
         }
         let reply = hello.map(|_| handshake::reply(&outcome, &self.facts()));
         (outcome, reply)

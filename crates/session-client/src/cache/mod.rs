@@ -94,7 +94,7 @@ impl CachedClient {
         self.client.store_is_durable()
     }
 
-    /// Every session's events: the cache's own stream, this client's writes included.
+    /// The events of the app's sessions: the cache's own stream, this client's writes included.
     pub fn subscribe(&self) -> broadcast::Receiver<Update> {
         self.updates.subscribe()
     }

@@ -275,7 +275,12 @@ async fn requests_that_never_touch_the_session_need_no_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_example_says_where_it_listens_and_counts_visits() {
     use std::io::BufRead;
-    let server = common::spawn(ServerConfig::default()).await;
+    let token = "the-visits-apps-token-0123456789abcdefghij";
+    let credentials = format!("app:visits token:{token}");
+    let config = session_server::testing::with_credentials(ServerConfig::default(), &credentials);
+    let server = common::spawn(config).await;
+    let token_file = std::env::temp_dir().join(format!("visits-token-{}", std::process::id()));
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file");
     // cargo test builds the examples next to the test binaries' folder.
     let exe = std::env::current_exe().expect("test binary");
     let example = exe
@@ -294,6 +299,7 @@ async fn the_readme_example_says_where_it_listens_and_counts_visits() {
         std::process::Command::new(&example)
             .env("VISITS_LISTEN", "127.0.0.1:0")
             .env("SESSION_SERVER", &server.url)
+            .env("SESSION_TOKEN_FILE", &token_file)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
@@ -332,5 +338,6 @@ async fn the_readme_example_says_where_it_listens_and_counts_visits() {
     }
     assert_eq!(count().await, "2 visits so far; POST to count one\n");
     drop(child);
+    let _ = std::fs::remove_file(token_file);
     server.stop().await;
 }
