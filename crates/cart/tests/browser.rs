@@ -363,6 +363,7 @@ fn the_tutorial_in_a_real_browser() {
     // memory store keeps (nothing across a restart); after, the open page's add starts a new
     // cart, with no talk of out-of-date forms.
     navigate(&tab, &sample.url(first));
+    let refreshes_before = js(&tab, "window.liveRefreshes");
     sample.stop_session_server();
     wait_for("the outage page", || {
         navigate(&other, &sample.url(second));
@@ -380,8 +381,13 @@ fn the_tutorial_in_a_real_browser() {
         navigate(&other, &sample.url(second));
         other.get_title().is_ok_and(|t| t == "carts")
     });
-    // Back to the page left open (a background tab takes no clicks).
+    // Back to the page left open (a background tab takes no clicks), once it has heard that
+    // its server is back: the live stream's reset refreshes the page's parts, and a click
+    // while they are replaced would be lost.
     tab.activate().expect("activate");
+    wait_for("the open page to refresh after the restart", || {
+        js(&tab, "window.liveRefreshes") != refreshes_before
+    });
     add(&tab, "JSP Book");
     assert_eq!(
         tab.get_title().expect("title"),

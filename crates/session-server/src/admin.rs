@@ -35,19 +35,7 @@ pub async fn serve(
             .await;
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin port: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some(tcp) = crate::server::next_connection(&listener, &stop, "admin").await {
         let (acceptor, app, watcher) = (tls.acceptor(), app.clone(), graceful.watcher());
         tokio::spawn(async move {
             let stream =

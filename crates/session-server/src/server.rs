@@ -173,6 +173,28 @@ pub async fn serve<S: SessionStore>(
     Ok(())
 }
 
+/// The next connection on `listener`, or `None` once `stop` is cancelled. An error (out of
+/// file descriptors and the like) is logged, and waited out rather than spun on.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    port: &str,
+) -> Option<tokio::net::TcpStream> {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => return Some(stream),
+            Err(e) => {
+                tracing::warn!(error = %e, port, "cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Reads credentials, quotas and certificates again (what SIGHUP does): new ones take effect
 /// at once, and a connection whose credential is gone is refused from its next call. What
 /// cannot be read is reported and leaves what is in force alone.

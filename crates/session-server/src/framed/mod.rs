@@ -92,20 +92,7 @@ pub async fn accept<S: SessionStore>(
     let limits = serving.limits;
     // Whether the limit was reached and said so: one line per episode, not per connection.
     let mut at_limit = false;
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                tracing::warn!(error = %e, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some(stream) = crate::server::next_connection(&listener, &stop, "session").await {
         let open = metrics.connections_open();
         let health_only = open >= limits.max_connections;
         if health_only && !at_limit {
