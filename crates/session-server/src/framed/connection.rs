@@ -169,45 +169,18 @@ pub(super) async fn serve<S, R, W>(
             }
         };
         let hello = batch.hello.take();
-        let checked = match &mut caller {
-            Some(_) if hello.is_some() => Err(Refusal {
-                code: Code::InvalidArgument,
-                message: "a hello comes once, in a connection's first message".into(),
-            }),
-            Some(known) => service.recheck(known).map(|()| known.clone()),
-            None => {
-                let (outcome, reply) = service.hello(hello.as_ref(), &peer);
-                if let Some(reply) = reply {
-                    let answer = pb::PipelineResponse {
-                        replies: Vec::new(),
-                        hello: Some(reply),
-                    };
-                    session_proto::put_frame(replies.write_buffer_mut(), &answer);
-                    match outcome {
-                        // A hello alone is answered by the hello's reply alone.
-                        Ok(known) if batch.calls.is_empty() => {
-                            caller = Some(known);
-                            if let Err(e) = flush(&mut replies, &mut watchdog).await {
-                                tracing::debug!(error = %e, "framed connection closed in its handshake");
-                                return;
-                            }
-                            continue;
-                        }
-                        Ok(known) => Ok(caller.insert(known).clone()),
-                        Err(_) => break, // the reply said why
-                    }
-                } else {
-                    outcome.map(|known| caller.insert(known).clone())
+        let has_calls = !batch.calls.is_empty();
+        let out = replies.write_buffer_mut();
+        let caller = match admit(&service, &mut caller, hello, has_calls, &peer, out) {
+            Admitted::Calls(caller) => caller,
+            Admitted::Hello => {
+                if let Err(e) = flush(&mut replies, &mut watchdog).await {
+                    tracing::debug!(error = %e, "framed connection closed in its handshake");
+                    return;
                 }
+                continue;
             }
-        };
-        let caller = match checked {
-            Ok(caller) => caller,
-            Err(refused) => {
-                let error = convert::refused(refused.code, refused.message);
-                session_proto::put_frame(replies.write_buffer_mut(), &refusal(error));
-                break;
-            }
+            Admitted::Refused => break,
         };
         let mut answering = match Answering::new(batch, caller) {
             Ok(answering) => Some(answering),
@@ -247,6 +220,63 @@ pub(super) async fn serve<S, R, W>(
     }
     // Replies held back for a request that was then not answered still go out.
     let _ = flush(&mut replies, &mut watchdog).await;
+}
+
+/// What a message's handshake part decides.
+enum Admitted {
+    /// Answer the message's calls as this caller.
+    Calls(Caller),
+    /// A hello alone, answered by its reply alone: on to the next message.
+    Hello,
+    /// Refused, the answer saying why written to `out`: close.
+    Refused,
+}
+
+/// The handshake of a connection's messages: the first makes the caller (from its hello, or
+/// from its lack of one, protocol 1), a later one must bring no hello and finds the caller
+/// still admitted (its credential not revoked by a reload). Answers go to `out`.
+fn admit<S: SessionStore>(
+    service: &SessionServiceImpl<S>,
+    caller: &mut Option<Caller>,
+    hello: Option<pb::Hello>,
+    has_calls: bool,
+    peer: &Peer,
+    out: &mut bytes::BytesMut,
+) -> Admitted {
+    let checked = match caller {
+        Some(_) if hello.is_some() => Err(Refusal {
+            code: Code::InvalidArgument,
+            message: "a hello comes once, in a connection's first message".into(),
+        }),
+        Some(known) => service.recheck(known).map(|()| known.clone()),
+        None => {
+            let (outcome, reply) = service.hello(hello.as_ref(), peer);
+            if let Some(reply) = reply {
+                let answer = pb::PipelineResponse {
+                    replies: Vec::new(),
+                    hello: Some(reply),
+                };
+                session_proto::put_frame(out, &answer);
+                return match outcome {
+                    Ok(known) if !has_calls => {
+                        *caller = Some(known);
+                        Admitted::Hello
+                    }
+                    Ok(known) => Admitted::Calls(caller.insert(known).clone()),
+                    Err(_) => Admitted::Refused, // the reply says why
+                };
+            }
+            outcome.map(|known| caller.insert(known).clone())
+        }
+    };
+    match checked {
+        Ok(caller) => Admitted::Calls(caller),
+        Err(refused) => {
+            let error = convert::refused(refused.code, refused.message);
+            session_proto::put_frame(out, &refusal(error));
+            Admitted::Refused
+        }
+    }
 }
 
 /// Writes what `replies` holds; a client that reads none of it for the idle timeout is
