@@ -145,7 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             get,
             0.02,
         ));
-        if cli.only.iter().all(|p| *p == Part::Spans) {
+        // Nothing else asked for (an empty --only asks for everything).
+        if !cli.only.is_empty() && cli.only.iter().all(|p| *p == Part::Spans) {
             print!("{}", report.text());
             return Ok(());
         }
