@@ -12,6 +12,8 @@ session_admin_listen="${SESSION_ADMIN_LISTEN:-127.0.0.1:9540}"
 # The tokens, the carts' CSRF key and (SAMPLE_TLS=1) certificates, made on the first run by
 # `session-server setup` and kept (files mode 0600, the folder 0700).
 secrets_dir="${SAMPLE_SECRETS_DIR:-$run_dir/secrets}"
+# The durable store's data: the sessions, kept across restarts of the session server.
+data_dir="${SAMPLE_DATA_DIR:-$run_dir/data}"
 # What the session server's script tells the carts' script: where and how to reach it.
 server_env="$run_dir/session-server.env"
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Starts the session server of the cart sample in the background and waits until it is
-# SERVING. On the first run it makes the sample's credentials (an app token for the carts, an
+# SERVING (it loads the sessions kept in SAMPLE_DATA_DIR first). On the first run it makes the
+# sample's credentials (an app token for the carts, an
 # admin token, the carts' CSRF key) under SAMPLE_SECRETS_DIR, and with SAMPLE_TLS=1 a
 # development CA and certificate, so the server requires the token (and TLS).
 # Overrides: SESSION_LISTEN, SESSION_ADMIN_LISTEN, SAMPLE_RUN_DIR, SAMPLE_SECRETS_DIR,
-# SAMPLE_PROFILE, SAMPLE_TLS; any other session-server flag through its environment variable
+# SAMPLE_DATA_DIR, SAMPLE_PROFILE, SAMPLE_TLS; any other session-server flag through its environment variable
 # (session-server --help).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -37,7 +38,7 @@ health=(health --addr "$session_url" --timeout 500ms)
 [[ $scheme == https ]] && health+=(--ca "$secrets_dir/ca.pem")
 
 "$bin_dir/session-server" --listen "$session_listen" --admin-listen "$session_admin_listen" \
-  --auth-file "$secrets_dir/auth" "${tls[@]}" >"$log" 2>&1 &
+  --auth-file "$secrets_dir/auth" --data-dir "$data_dir" "${tls[@]}" >"$log" 2>&1 &
 pid=$!
 echo "$pid" >"$pidfile"
 {
@@ -60,5 +61,6 @@ fi
 say "Session server is SERVING (pid $pid)."
 say "  gRPC:           $session_url (app tokens in $secrets_dir/auth$([[ $scheme == https ]] && echo ", TLS"))"
 say "  metrics/health: http://${session_admin_listen/0.0.0.0/127.0.0.1}/metrics"
+say "  sessions kept:  $data_dir"
 say "  log:            $log"
 say "Next: bin/start-sample.sh"

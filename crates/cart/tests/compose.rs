@@ -1,6 +1,7 @@
 //! `docker compose up`, as a user runs it: the images built by bin/build-images.sh, the stack
 //! brought up from docker-compose.yml, its session port taking TLS and the carts' token only,
-//! the tutorial through the published ports, the session server stopped and started again.
+//! the tutorial through the published ports, the session server stopped and started again and
+//! restarted, the cart kept through both.
 //! Everything is torn down even when a step fails.
 //!
 //! Needs a running Docker engine and `docker compose` or `docker-compose`; it fails, never
@@ -277,9 +278,19 @@ async fn docker_compose_runs_the_tutorial_and_recovers_from_a_session_server_res
     );
     stack.cmd(&["start", "session-server"]);
     // Each cart recovers on its own: the first call after the restart may still find its
-    // connection down (a 503), the next ones work.
+    // connection down (a 503), the next ones work. The cart is still there: the session
+    // server keeps its sessions on its volume.
     wait_for_status(&browser, &first, 200, Duration::from_secs(60)).await;
     wait_for_status(&browser, &second, 200, Duration::from_secs(60)).await;
+    let kept = browser.get(&first).await.text();
+    assert!(
+        kept.contains("Twin peaks tapes") && kept.contains("Items in Cart: 1"),
+        "the cart survived the session server's stop and start: {kept}"
+    );
+    stack.cmd(&["restart", "session-server"]);
+    wait_for_status(&browser, &second, 200, Duration::from_secs(60)).await;
+    let kept = browser.get(&second).await.text();
+    assert!(kept.contains("Twin peaks tapes"), "and its restart: {kept}");
     let token = browser.get(&first).await.csrf();
     browser
         .post(

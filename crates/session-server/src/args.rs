@@ -6,14 +6,37 @@ use crate::{
     auth::{Auth, Source},
     clock::SystemClock,
     config::*,
-    store::Limits,
+    store::{Limits, durable::Fsync},
     tls::{ADMIN_ALPN, SESSION_ALPN, Tls, TlsFiles, TlsSettings},
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+/// Where sessions are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// In memory only: a restart loses every session.
+    Memory,
+    /// In memory, and on disk in --data-dir: a restart (or a crash) loses nothing.
+    Durable,
+}
+
 /// Flags of `session-server` (serving).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
+    /// Where sessions are kept: durable when --data-dir is given, memory otherwise.
+    #[arg(long, env = "SESSION_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+
+    /// The durable store's directory (made, mode 0700, if it does not exist).
+    #[arg(long, env = "SESSION_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// How long a write of the durable store waits for the disk, as Redis's appendfsync:
+    /// always (on disk before its reply), everysec (in the OS before its reply, on disk
+    /// within about a second) or no (in the OS; the OS decides when on disk).
+    #[arg(long, env = "SESSION_FSYNC", default_value_t = Fsync::EverySec)]
+    pub fsync: Fsync,
+
     /// Address of the gRPC port (use 0.0.0.0:9510 inside a container).
     #[arg(long, env = "SESSION_LISTEN", default_value_t = default_listen(), value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -177,6 +200,21 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The store to serve: the durable one in `--data-dir`, or the memory store.
+    pub fn store_kind(&self) -> Result<StoreKind, String> {
+        match (self.store, &self.data_dir) {
+            (Some(StoreKind::Durable), None) => {
+                Err("--store durable needs --data-dir: where to keep the sessions".into())
+            }
+            (Some(StoreKind::Memory), Some(_)) => {
+                Err("--data-dir is for --store durable; with --store memory nothing is kept".into())
+            }
+            (Some(kind), _) => Ok(kind),
+            (None, Some(_)) => Ok(StoreKind::Durable),
+            (None, None) => Ok(StoreKind::Memory),
+        }
+    }
+
     /// The library configuration, after checking that the limits fit together.
     pub fn config(&self) -> Result<ServerConfig, String> {
         if self.max_attribute_size > self.max_session_size {
@@ -352,6 +390,25 @@ mod tests {
             .map_err(|e| e.to_string())?
             .serve
             .config()
+    }
+
+    #[test]
+    fn a_data_dir_makes_the_store_durable_and_the_two_must_agree() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let kind = |args: &[&str]| {
+            let mut all = vec!["session-server"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).expect("flags").serve.store_kind()
+        };
+        assert_eq!(kind(&[]), Ok(StoreKind::Memory));
+        assert_eq!(kind(&["--data-dir", "/d"]), Ok(StoreKind::Durable));
+        assert!(kind(&["--store", "durable"]).is_err());
+        assert!(kind(&["--store", "memory", "--data-dir", "/d"]).is_err());
     }
 
     #[test]

@@ -372,6 +372,7 @@ impl CallFailure {
                 StoreError::WrongType { .. } => Code::FailedPrecondition,
                 StoreError::OutOfRange { .. } => Code::OutOfRange,
                 StoreError::LimitExceeded { .. } => Code::ResourceExhausted,
+                StoreError::Storage(_) => Code::Unavailable,
             },
         }
     }

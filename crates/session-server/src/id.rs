@@ -36,6 +36,11 @@ impl SessionId {
         }
     }
 
+    /// The id of `bytes`, as a store kept them.
+    pub fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
+        Self(bytes)
+    }
+
     /// The id as clients see it: 43 base64url characters.
     pub fn text(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)

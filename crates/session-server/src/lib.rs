@@ -82,6 +82,9 @@ pub struct Engine<S = MemoryStore> {
     pub metrics: Arc<Metrics>,
     /// Who may call, and the apps sessions belong to.
     pub auth: Arc<Auth>,
+    /// True while the store loads what it kept (`SessionStore::recover`): calls are refused
+    /// with UNAVAILABLE meanwhile, and health says NOT_SERVING.
+    pub loading: Arc<std::sync::atomic::AtomicBool>,
     /// Cancelled when the server shuts down; ends long-lived streams.
     pub closing: CancellationToken,
     /// Bytes of replies one pipeline message may get.
@@ -95,6 +98,7 @@ impl<S> Clone for Engine<S> {
             events: Arc::clone(&self.events),
             metrics: Arc::clone(&self.metrics),
             auth: Arc::clone(&self.auth),
+            loading: Arc::clone(&self.loading),
             closing: self.closing.clone(),
             max_batch_reply_bytes: self.max_batch_reply_bytes,
         }
@@ -126,6 +130,7 @@ impl<S: SessionStore> Engine<S> {
             events,
             metrics: Arc::new(Metrics::new()),
             auth: Arc::clone(&config.auth),
+            loading: Arc::default(),
             closing: CancellationToken::new(),
             max_batch_reply_bytes: config.connections.max_batch_reply_bytes,
         }

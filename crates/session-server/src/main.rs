@@ -1,14 +1,17 @@
 //! `session-server`: serves sessions (the default) or checks a running server's health.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use session_server::{
-    args::ServeArgs,
+    Engine,
+    args::{ServeArgs, StoreKind},
     config::ServerConfig,
-    probe, reload, run,
+    events::EventLog,
+    probe, reload, serve as serve_engine,
     setup::{self, Setup},
     shutdown_signal,
+    store::durable,
 };
+use std::sync::Arc;
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use tokio::net::TcpListener;
 
@@ -177,6 +180,7 @@ async fn run_command(cli: Cli) -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     session_server::telemetry::init();
     let config = args.config().map_err(anyhow::Error::msg)?;
+    let kind = args.store_kind().map_err(anyhow::Error::msg)?;
     let grpc = bind(args.listen, "--listen").await?;
     let admin = bind(args.admin_listen, "--admin-listen").await?;
     tracing::info!(
@@ -187,6 +191,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_lifetime = ?config.limits.default_max_lifetime,
         auth = config.auth.enabled(),
         tls = config.tls.session.is_some(),
+        store = ?kind,
         "session-server listening"
     );
     if !config.auth.enabled() {
@@ -199,9 +204,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     tokio::spawn(reload_on_hangup(config.clone()));
-    run(grpc, admin, config, shutdown_signal())
-        .await
-        .context("server stopped with an error")
+    match (kind, &args.data_dir) {
+        (StoreKind::Durable, Some(dir)) => {
+            // Files the durable store makes are the server user's alone.
+            #[cfg(unix)]
+            rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
+            let events = Arc::new(EventLog::new(
+                config.watch_buffer,
+                config.watch_buffer_bytes,
+            ));
+            let store = durable::open(
+                dir,
+                args.fsync,
+                config.limits,
+                Arc::clone(&config.clock),
+                Arc::clone(&events),
+                Arc::clone(config.auth.apps()),
+            )?;
+            tracing::info!(dir = %dir.display(), fsync = %args.fsync, "durable store");
+            let engine = Engine::with_store(store, events, &config);
+            serve_engine(engine, grpc, admin, config, shutdown_signal()).await?;
+        }
+        _ => {
+            let engine = Engine::new(&config);
+            serve_engine(engine, grpc, admin, config, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads credentials and certificates again on each SIGHUP, saying what it found.

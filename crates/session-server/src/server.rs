@@ -24,6 +24,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The store could not load what it kept: the message names the data and what to do.
+    #[error("{0}")]
+    Recovery(String),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service could not be built: {0}")]
@@ -52,15 +55,20 @@ pub async fn serve<S: SessionStore>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // No call is answered before a store that keeps sessions has loaded them (below); one
+    // that keeps nothing has nothing to load and answers at once.
+    let durable = engine.store.durable();
+    engine.loading.store(durable, Ordering::Release);
     let stop = CancellationToken::new();
     let sweeper = engine.spawn_sweeper(config.sweep_interval, stop.clone());
 
+    // NOT_SERVING until the store has loaded what it kept.
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<SessionServiceServer<SessionServiceImpl<S>>>()
+        .set_not_serving::<SessionServiceServer<SessionServiceImpl<S>>>()
         .await;
     health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(session_proto::v1::FILE_DESCRIPTOR_SET)
@@ -75,7 +83,7 @@ pub async fn serve<S: SessionStore>(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
 
-    let serving = Arc::new(AtomicBool::new(true));
+    let serving = Arc::new(AtomicBool::new(false));
     let admin_app = admin::router(AdminState {
         engine: engine.clone(),
         serving: Arc::clone(&serving),
@@ -129,6 +137,36 @@ pub async fn serve<S: SessionStore>(
     let grpc_task = tokio::spawn(grpc_server);
     let health_task = tokio::spawn(health_server);
     let admin_task = tokio::spawn(admin_server);
+
+    // What the store kept from an earlier process, loaded before any call is answered (health
+    // says NOT_SERVING meanwhile, and calls UNAVAILABLE), unless shutdown comes first.
+    let store = Arc::clone(&engine.store);
+    let loading =
+        tokio::task::spawn_blocking(move || if durable { store.recover() } else { Ok(None) });
+    tokio::pin!(shutdown);
+    let recovered = tokio::select! {
+        loaded = loading => loaded.map_err(|e| ServerError::Recovery(e.to_string()))?,
+        () = &mut shutdown => {
+            stop.cancel();
+            return Ok(());
+        }
+    };
+    match recovered {
+        Ok(Some(said)) => tracing::info!(said, "store loaded"),
+        Ok(None) => {}
+        Err(e) => {
+            stop.cancel();
+            return Err(ServerError::Recovery(e.to_string()));
+        }
+    }
+    engine.loading.store(false, Ordering::Release);
+    serving.store(true, Ordering::Relaxed);
+    health
+        .set_serving::<SessionServiceServer<SessionServiceImpl<S>>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     tracing::info!("serving");
 
     shutdown.await;
@@ -155,6 +193,8 @@ pub async fn serve<S: SessionStore>(
     })
     .await;
     sweeper.abort();
+    // Everything acknowledged, on disk.
+    engine.store.flush().await;
     match drained {
         Ok((grpc, admin)) => {
             if let Ok(result) = grpc {

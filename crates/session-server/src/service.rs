@@ -55,7 +55,16 @@ impl<S: SessionStore> SessionServiceImpl<S> {
         call: impl Future<Output = Result<T, CallFailure>>,
     ) -> Result<T, CallFailure> {
         let started = Instant::now();
-        let result = if caller.app.admit() {
+        let result = if self
+            .engine
+            .loading
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            Err(CallFailure::Store(StoreError::Storage(
+                "the session server is loading its sessions from disk; try again in a moment"
+                    .into(),
+            )))
+        } else if caller.app.admit() {
             call.await
         } else {
             Err(CallFailure::RateLimited {

@@ -9,7 +9,10 @@ pub fn init() {
         // Colour only for a terminal: logs in files and containers stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // The storage engine's own lines (a database opened, a table written) are its
+            // business: warnings and errors only, unless RUST_LOG says otherwise.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
         )
         .init();
 }

@@ -341,3 +341,7 @@ mod hostile;
 /// Credentials and TLS of the built binary.
 #[path = "binary/auth.rs"]
 mod auth;
+
+/// The durable store of the built binary: crashes, damaged data, a full disk.
+#[path = "binary/durable.rs"]
+mod durable;

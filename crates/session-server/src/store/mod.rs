@@ -9,6 +9,9 @@
 //! turns protobuf messages into them and back.
 
 pub mod batch;
+#[cfg(test)]
+mod conformance;
+pub mod durable;
 pub mod memory;
 mod table;
 
@@ -250,6 +253,10 @@ pub enum StoreError {
     /// Unknown, expired or invalidated.
     #[error("session not found")]
     NotFound,
+    /// The store's storage cannot take the write now (a full disk, say), or could not keep it:
+    /// the message says which, and whether the write may have been applied.
+    #[error("{0}")]
+    Storage(String),
     #[error("operation {index} on {name:?}: attribute version does not match")]
     Conflict {
         index: usize,
@@ -276,6 +283,16 @@ pub enum StoreError {
         wanted: u64,
         attr: Option<String>,
     },
+}
+
+/// What a store may promise beyond the core of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// At capacity (and at an app's quota) exactly the least recently used sessions are
+    /// evicted (the app holding the most first, past the store's capacity), each with an
+    /// `EVICTED` event. A store bounded by its engine's own eviction (Redis's `maxmemory`)
+    /// cannot promise it.
+    ExactEviction,
 }
 
 /// A fresh session reference (see [`SessionInfo::reference`]).
@@ -355,4 +372,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Names this store: servers that give the same name share sessions (the handshake's
     /// `store_id`). A store that lives in one process names itself anew in each.
     fn store_id(&self) -> &str;
+
+    /// What the store promises beyond the core of the contract (every store keeps the core:
+    /// `store::conformance` checks it, and each declared capability).
+    fn capabilities(&self) -> &'static [Capability] {
+        &[]
+    }
+
+    /// Loads what the store kept from an earlier process. Blocking: called once, on a
+    /// blocking thread, before the server answers calls. A line for the log, if any.
+    fn recover(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// Makes everything acknowledged durable: the last step of a graceful shutdown.
+    fn flush(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }

@@ -234,6 +234,14 @@ impl<V: Grouped> Table<V> {
         }
     }
 
+    /// Every session held, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (&SessionId, &V)> {
+        self.chunks
+            .iter()
+            .flatten()
+            .filter_map(|slot| slot.value.as_ref().map(|v| (&slot.id, v)))
+    }
+
     /// The least recently used session of `group`.
     pub fn least_recently_used(&self, group: usize) -> Option<SlotNo> {
         self.lists

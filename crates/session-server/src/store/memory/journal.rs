@@ -1,0 +1,108 @@
+//! Where the memory store's changes go to outlive the process: a [`Journal`]. The memory store
+//! alone has [`NoJournal`]; the durable store is the memory store over a journal that writes
+//! every change to an embedded storage engine (`store::durable`) and gives it back on start.
+
+use crate::{id::SessionId, store::StoreError};
+use bytes::Bytes;
+use std::future::{Future, ready};
+
+/// A change for the journal: a session's new state (its encoded record), or its removal.
+pub type Change = (SessionId, Option<Vec<u8>>);
+
+/// Records a store's changes, in commit order, durably enough for its mode.
+pub trait Journal: Send + Sync + 'static {
+    /// Whether the store reports changes at all: false spares the memory store the work.
+    const RECORDS: bool;
+
+    /// Whether what the journal holds outlives the process (the watch hello says so).
+    fn durable(&self) -> bool;
+
+    /// The store's name in the handshake: servers that give the same one share sessions.
+    fn store_id(&self) -> &str;
+
+    /// The lowest version a write may give a session in this process: above every version
+    /// an earlier process may have acknowledged and lost (0: no journal, nothing lost).
+    fn version_floor(&self) -> u64;
+
+    /// Refuses a write while the journal cannot take one (a full disk, say), before it
+    /// changes anything.
+    fn check(&self) -> Result<(), StoreError>;
+
+    /// Takes `changes`, all or none, after anything recorded before; called under the store's
+    /// lock, so the journal's order is the order of commits. The ticket names them for
+    /// [`settle`](Self::settle).
+    fn record(&self, changes: Vec<Change>) -> u64;
+
+    /// Resolves once the changes of `ticket` are as durable as the journal's mode promises;
+    /// an error says they may not be (the write may have been applied anyway).
+    fn settle(&self, ticket: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether the journal failed and takes no changes until it is mended: what it held may
+    /// no longer be what memory holds.
+    fn needs_repair(&self) -> bool {
+        false
+    }
+
+    /// Opens the journal again after a failure; whether it can be mended now.
+    fn reopen(&self) -> bool {
+        true
+    }
+
+    /// Makes the journal hold exactly `changes` (every session memory holds, each as it is
+    /// now), durably; whether it could, which mends it.
+    fn mend(&self, changes: Vec<Change>) -> bool {
+        drop(changes);
+        true
+    }
+
+    /// Every record held, for the store to load on start.
+    fn records(&self) -> Box<dyn Iterator<Item = Result<(SessionId, Bytes), StoreError>> + '_> {
+        Box::new(std::iter::empty())
+    }
+
+    /// Makes everything recorded durable: part of shutdown.
+    fn flush(&self) {}
+}
+
+/// The memory store's journal: nothing is kept beyond the process.
+#[derive(Debug)]
+pub struct NoJournal {
+    /// `memory:` and random hex: every process holds a store of its own.
+    store_id: String,
+}
+
+impl Default for NoJournal {
+    fn default() -> Self {
+        Self {
+            store_id: format!("memory:{:016x}", rand::random::<u64>()),
+        }
+    }
+}
+
+impl Journal for NoJournal {
+    const RECORDS: bool = false;
+
+    fn durable(&self) -> bool {
+        false
+    }
+
+    fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    fn version_floor(&self) -> u64 {
+        0
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn record(&self, _: Vec<Change>) -> u64 {
+        0
+    }
+
+    fn settle(&self, _: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Ok(()))
+    }
+}

@@ -1,0 +1,524 @@
+//! The durable store through the built binary: a crash (`kill -9`) loses no acknowledged
+//! write, a data directory it cannot read is refused in one line and left as it was, and a
+//! full disk refuses writes, keeps reads and heals by itself when space returns.
+
+use super::{Running, run, start, wait_serving};
+use session_client::{ClientConfig, Error, Ops, Protocol, SessionClient};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// A directory of the test's own, removed when it ends.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("utf-8")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn client(server: &Running) -> SessionClient {
+    client_of(&server.grpc)
+}
+
+fn client_of(grpc: &str) -> SessionClient {
+    SessionClient::connect_lazy(ClientConfig {
+        endpoints: vec![grpc.to_owned()],
+        timeout: Duration::from_secs(2),
+        protocol: Protocol::Framed,
+        ..ClientConfig::default()
+    })
+    .expect("client")
+}
+
+/// What one session is known to hold: the items whose push was acknowledged, how many counter
+/// additions were acknowledged and how many tried, the highest compare-and-set register value
+/// and the highest version acknowledged.
+#[derive(Debug, Default, Clone)]
+struct Known {
+    items: BTreeSet<String>,
+    acked: i64,
+    tried: i64,
+    register: i64,
+    version: u64,
+}
+
+/// Two writers for a while on `ids` until `until`: most writes push a unique item on a list
+/// and add to a counter in one batch, every third is a compare-and-set that increments a
+/// register (the writers race on it); what was acknowledged is added to `known`.
+async fn write_until(
+    grpc: &str,
+    ids: &[String],
+    known: &Arc<Mutex<BTreeMap<String, Known>>>,
+    round: usize,
+    until: Instant,
+) {
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        let (client, ids, known) = (client_of(grpc), ids.to_vec(), Arc::clone(known));
+        writers.push(tokio::spawn(async move {
+            // The register as this writer last saw it: (value, attribute version).
+            let mut seen: BTreeMap<String, (i64, u64)> = BTreeMap::new();
+            let mut n = 0usize;
+            while Instant::now() < until {
+                let id = &ids[n % ids.len()];
+                n += 1;
+                if n.is_multiple_of(3) {
+                    let (value, version) = seen.get(id).copied().unwrap_or_default();
+                    let ops = Ops::new()
+                        .set_json_if("register", &(value + 1), version)
+                        .expect("json");
+                    match client.apply(id, ops).await {
+                        Ok(written) => {
+                            seen.insert(
+                                id.clone(),
+                                (value + 1, written.results[0].attribute_version),
+                            );
+                            let mut known = known.lock().expect("lock");
+                            let k = known.entry(id.clone()).or_default();
+                            k.register = k.register.max(value + 1);
+                            k.version = k.version.max(written.info.version);
+                        }
+                        Err(Error::Conflict { current, .. }) => {
+                            let now = current.map_or((0, 0), |a| {
+                                (a.json("register").expect("an integer"), a.version)
+                            });
+                            seen.insert(id.clone(), now);
+                        }
+                        Err(e) if e.may_have_applied() => return, // the server was killed
+                        Err(e) => panic!("a compare-and-set failed: {e}"),
+                    }
+                    continue;
+                }
+                let item = format!("{round}-{writer}-{n}");
+                known
+                    .lock()
+                    .expect("lock")
+                    .entry(id.clone())
+                    .or_default()
+                    .tried += 1;
+                let ops = Ops::new()
+                    .list_push_json("items", &item, None)
+                    .expect("json")
+                    .counter_add("n", 1);
+                match client.apply(id, ops).await {
+                    Ok(written) => {
+                        let mut known = known.lock().expect("lock");
+                        let k = known.entry(id.clone()).or_default();
+                        k.items.insert(item);
+                        k.acked += 1;
+                        k.version = k.version.max(written.info.version);
+                    }
+                    Err(e) if e.may_have_applied() => return, // the server was killed
+                    Err(e) => panic!("a write failed: {e}"),
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_no_acknowledged_write_twenty_times_over() {
+    let dir = Dir::new("durable-crash");
+    let known: Arc<Mutex<BTreeMap<String, Known>>> = Arc::default();
+    let mut ids: Vec<String> = Vec::new();
+    for round in 0..20 {
+        let mut server = start(&["--data-dir", dir.arg(), "--fsync", "everysec"]);
+        wait_serving(&server.grpc).await;
+        let check = client(&server);
+        // Every round starts by finding what the rounds before were told was kept.
+        let expected = known.lock().expect("lock").clone();
+        for (id, k) in &expected {
+            let session = check
+                .get(id)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let items: Vec<String> = session.list_json("items").expect("a list");
+            let unique: BTreeSet<&String> = items.iter().collect();
+            assert_eq!(unique.len(), items.len(), "round {round}: an item twice");
+            for item in &k.items {
+                assert!(
+                    unique.contains(item),
+                    "round {round}: acknowledged {item} lost"
+                );
+            }
+            let n = session.counter("n").expect("a counter");
+            assert!(
+                n >= k.acked && n <= k.tried,
+                "round {round}: counter {n}, acknowledged {}, tried {}",
+                k.acked,
+                k.tried
+            );
+            let register: i64 = session
+                .get_json("register")
+                .expect("an integer")
+                .unwrap_or(0);
+            assert!(
+                register >= k.register,
+                "round {round}: register {register}, acknowledged {}",
+                k.register
+            );
+            assert!(
+                session.info.version >= k.version,
+                "round {round}: the version went back"
+            );
+            // What is there now is what the next round must find (unacknowledged writes
+            // that made it included).
+            let mut known = known.lock().expect("lock");
+            let entry = known.get_mut(id).expect("known");
+            entry.items = items.into_iter().collect();
+            entry.acked = n;
+            entry.tried = n;
+            entry.register = register;
+            entry.version = session.info.version;
+        }
+        if ids.is_empty() {
+            for _ in 0..4 {
+                ids.push(
+                    check
+                        .create(Ops::new())
+                        .await
+                        .expect("create")
+                        .info
+                        .id
+                        .as_str()
+                        .to_owned(),
+                );
+            }
+            for id in &ids {
+                known
+                    .lock()
+                    .expect("lock")
+                    .insert(id.clone(), Known::default());
+            }
+        }
+        // Write, and kill the server in the middle of it.
+        let kill_at = Instant::now() + Duration::from_millis(150 + (round as u64 * 37) % 200);
+        let grpc = server.grpc.clone();
+        let writing = write_until(&grpc, &ids, &known, round, kill_at + Duration::from_secs(5));
+        let killing = async {
+            tokio::time::sleep_until(kill_at.into()).await;
+            server.child.kill().expect("kill -9");
+            let _ = server.child.wait();
+        };
+        tokio::join!(writing, killing);
+        let acked: i64 = known.lock().expect("lock").values().map(|k| k.acked).sum();
+        assert!(acked > 0, "round {round}: the writers wrote");
+    }
+}
+
+/// Every file under `dir`, with its bytes: to check a directory is left as it was.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).expect("read") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.insert(entry.path(), std::fs::read(entry.path()).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// Every file is as it was, bytes and all; the engine only removes manifest versions that a
+/// newer one of the same keyspace superseded (it does so on every open, before it reads the
+/// journal).
+fn assert_left_as_it_was(before: &BTreeMap<PathBuf, Vec<u8>>, after: &BTreeMap<PathBuf, Vec<u8>>) {
+    let version = |path: &Path| {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('v'))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    for (path, bytes) in before {
+        match after.get(path) {
+            Some(now) => assert!(now == bytes, "{} was changed", path.display()),
+            None => {
+                let superseded = version(path).is_some_and(|v| {
+                    after.keys().any(|other| {
+                        other.parent() == path.parent() && version(other).is_some_and(|o| o > v)
+                    })
+                });
+                assert!(superseded, "{} was removed", path.display());
+            }
+        }
+    }
+    assert!(
+        after.keys().all(|p| before.contains_key(p)),
+        "nothing was added"
+    );
+}
+
+/// Stops a server as its supervisor would, and waits for it.
+fn stop(mut server: Running) {
+    let pid = server.child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let _ = server.child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_data_directory_is_refused_in_one_line_and_left_as_it_was() {
+    let dir = Dir::new("durable-damaged");
+    let mut ids = Vec::new();
+    {
+        let server = start(&["--data-dir", dir.arg()]);
+        wait_serving(&server.grpc).await;
+        let c = client(&server);
+        for n in 0..50 {
+            let created = c.create(Ops::new().set_json("n", &n).expect("json")).await;
+            ids.push(created.expect("create").info.id.as_str().to_owned());
+        }
+        let pid = server.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let mut server = server;
+        let _ = server.child.wait();
+    }
+    // Flip bytes in the middle of the journal that holds the writes.
+    let journal = std::fs::read_dir(&dir.0)
+        .expect("read")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "jnl"))
+        .expect("a journal");
+    let intact = std::fs::read(&journal).expect("read");
+    let mut bytes = intact.clone();
+    let used = bytes.iter().rposition(|b| *b != 0).expect("written");
+    for b in &mut bytes[used / 3..used / 3 + 16] {
+        *b ^= 0xa5;
+    }
+    std::fs::write(&journal, &bytes).expect("write");
+    let before = contents(&dir.0);
+
+    let serve = [
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.arg(),
+    ];
+    let out = run(&serve);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(dir.arg()) && err.contains("restore a backup"),
+        "names the directory and what to do: {err}"
+    );
+    assert_left_as_it_was(&before, &contents(&dir.0));
+
+    // Nothing was discarded: with the journal put back, every session is there.
+    std::fs::write(&journal, &intact).expect("write");
+    let server = start(&["--data-dir", dir.arg()]);
+    wait_serving(&server.grpc).await;
+    let c = client(&server);
+    for (n, id) in ids.iter().enumerate() {
+        let session = c.get(id).await.expect("kept");
+        assert_eq!(session.get_json::<usize>("n").expect("json"), Some(n));
+    }
+    drop(server);
+
+    let foreign = Dir::new("durable-foreign");
+    std::fs::create_dir_all(&foreign.0).expect("dir");
+    std::fs::write(foreign.0.join("photo.jpg"), b"not sessions").expect("write");
+    let out = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        foreign.arg(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds files but no session data"), "{err}");
+}
+
+/// A small tmpfs of its own, unmounted when the test ends.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> Self {
+        let at = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&at).expect("mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .expect("run mount");
+        assert!(
+            mounted.success(),
+            "this test fills a small disk: it mounts a tmpfs, which needs root (CI runs as root)"
+        );
+        Self(at)
+    }
+
+    fn remount(&self, options: &str) {
+        let remounted = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(remounted.success(), "remount the tmpfs {options}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_keeps_reads_and_heals_when_space_returns() {
+    let disk = SmallDisk::mount("small-disk", "4m");
+    let data = disk.0.join("data");
+    let data = data.to_str().expect("utf-8");
+    let server = start(&["--data-dir", data, "--sweep-interval", "200ms"]);
+    wait_serving(&server.grpc).await;
+    let c = client(&server);
+    let big = "x".repeat(60 * 1024);
+    let mut kept = Vec::new();
+    let refusal = loop {
+        match c
+            .create(Ops::new().set_json("big", &big).expect("json"))
+            .await
+        {
+            Ok(written) => kept.push(written.info.id),
+            Err(e) => break e,
+        }
+        assert!(kept.len() < 1_000, "4 MiB never filled");
+    };
+    assert!(refusal.is_unavailable(), "{refusal}");
+    assert!(
+        refusal.to_string().contains("cannot be written"),
+        "says why: {refusal}"
+    );
+    for id in &kept {
+        c.get(id).await.expect("reads go on from memory");
+    }
+    let again = c.apply(&kept[0], Ops::new().counter_add("n", 1)).await;
+    assert!(
+        matches!(&again, Err(Error::Unavailable(m)) if m.contains("refused")),
+        "writes are refused while the disk is full: {again:?}"
+    );
+
+    disk.remount("size=64m");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if c.apply(&kept[0], Ops::new().counter_add("n", 1))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes never came back once there was room"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Healed, and what was acknowledged is still kept across a restart.
+    let pid = server.child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let mut server = server;
+    let _ = server.child.wait();
+    let server = start(&["--data-dir", data]);
+    wait_serving(&server.grpc).await;
+    let c = client(&server);
+    for id in &kept {
+        c.get(id).await.expect("kept across the restart");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_table_or_a_read_only_directory_is_refused_in_one_line() {
+    let disk = SmallDisk::mount("read-only-disk", "64m");
+    let data = disk.0.join("data");
+    let data = data.to_str().expect("utf-8");
+    let server = start(&["--data-dir", data]);
+    wait_serving(&server.grpc).await;
+    let c = client(&server);
+    // More than a memtable (16 MiB), so the engine writes tables.
+    let big = "x".repeat(60 * 1024);
+    for _ in 0..400 {
+        c.create(Ops::new().set_json("big", &big).expect("json"))
+            .await
+            .expect("create");
+    }
+    stop(server);
+    let serve = [
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ];
+
+    disk.remount("ro");
+    let out = run(&serve);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(data) && err.contains("writable"),
+        "names the directory and why: {err}"
+    );
+    disk.remount("rw");
+
+    let table = contents(Path::new(data))
+        .into_iter()
+        .filter(|(path, _)| path.components().any(|c| c.as_os_str() == "tables"))
+        .max_by_key(|(_, bytes)| bytes.len())
+        .map(|(path, _)| path)
+        .expect("a table");
+    let len = std::fs::metadata(&table).expect("table").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&table)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("truncate");
+    let before = contents(Path::new(data));
+    let out = run(&serve);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(data) && err.contains("restore a backup"),
+        "names the directory and what to do: {err}"
+    );
+    assert_left_as_it_was(&before, &contents(Path::new(data)));
+}
