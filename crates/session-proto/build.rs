@@ -13,6 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // INVALID_ARGUMENT for a request that does not decode (see src/codec.rs).
         .codec_path("crate::codec::SessionCodec")
         .file_descriptor_set_path(out.join("session_v1_descriptor.bin"))
-        .compile_with_config(config, &["proto/session/v1/session.proto"], &["proto"])?;
+        .compile_with_config(
+            config,
+            &[
+                "proto/session/v1/session.proto",
+                "proto/session/v1/admin.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -23,9 +23,9 @@ macro_rules! inbound {
 }
 
 inbound!(InvalidArgument: CreateRequest, GetRequest, ApplyRequest, InvalidateRequest,
-    RotateIdRequest, WatchRequest, PipelineRequest);
+    RotateIdRequest, WatchRequest, PipelineRequest, BackupRequest);
 inbound!(Internal: WriteResponse, GetResponse, InvalidateResponse, RotateIdResponse,
-    WatchResponse, PipelineResponse);
+    WatchResponse, PipelineResponse, BackupResponse);
 
 #[derive(Debug, Clone)]
 pub struct SessionCodec<T, U>(PhantomData<(T, U)>);

@@ -447,6 +447,36 @@ impl Auth {
         })
     }
 
+    /// Admits a call to the admin API: an admin credential when authentication is on (an
+    /// app's is `PERMISSION_DENIED`); anyone who reaches the port when it is off.
+    pub fn authenticate_admin(&self, presented: Presented<'_>) -> Result<(), Refusal> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let credentials = Arc::clone(&self.credentials.read());
+        let grant = match (presented.token, presented.certificate) {
+            (Some(token), _) => credentials.token(token),
+            (None, Some(name)) => credentials.certificate(name),
+            (None, None) => {
+                return Err(Refusal::new(
+                    Code::Unauthenticated,
+                    "the admin API requires the admin credential (session-server setup makes admin.token); see docs/security.md",
+                ));
+            }
+        };
+        match grant {
+            Some(grant) if grant.role == Role::Admin => Ok(()),
+            Some(_) => Err(Refusal::new(
+                Code::PermissionDenied,
+                "an app's credential cannot use the admin API: give the admin credential",
+            )),
+            None => Err(Refusal::new(
+                Code::Unauthenticated,
+                "the credential is not one this session server accepts (revoked, mistyped, or another server's)",
+            )),
+        }
+    }
+
     /// Checks `caller` against the credentials in force, if they changed since it was last
     /// checked: one atomic load otherwise.
     pub fn recheck(&self, caller: &mut Caller) -> Result<(), Refusal> {

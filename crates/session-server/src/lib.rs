@@ -6,7 +6,8 @@
 //! - [`clock`]: the time source of expiry, injectable for tests.
 //! - [`apps`]: the apps sessions belong to, with their quotas.
 //! - [`store`]: the storage contract ([`store::SessionStore`]), the batch semantics every
-//!   store shares (`store::batch`) and the in-memory store.
+//!   store shares (`store::batch`), the in-memory store and the durable store over fjall
+//!   (`store::durable`).
 //! - [`events`]: the sequenced event log behind `Watch`.
 //! - [`auth`]: credentials, and the [`auth::Caller`] every call runs as; [`handshake`]: what
 //!   a client presents and is answered.
@@ -19,11 +20,15 @@
 //!   the admin HTTP port (`admin`) on already-bound listeners until a shutdown future
 //!   resolves; the `session-server` binary only parses flags (`args`), sets up logs
 //!   (`telemetry`) and calls it.
+//! - `admin_service`: `session.v1.AdminService` (backups), on the session port, for the
+//!   admin credential.
 //! - `probe`: the gRPC health check behind `session-server health`.
 //! - `testing` (feature `test-support`): a real server for tests, in-process.
 
 #[cfg(feature = "server")]
 pub mod admin;
+#[cfg(feature = "server")]
+pub mod admin_service;
 pub mod apps;
 #[cfg(feature = "server")]
 pub mod args;

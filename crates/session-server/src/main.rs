@@ -82,6 +82,31 @@ enum Command {
         #[arg(long = "client", value_name = "NAME")]
         clients: Vec<String>,
     },
+    /// Copies the durable store's data into DEST, a new directory (0700, files 0600) that a
+    /// server started with `--data-dir DEST` serves: from the server at --addr while it
+    /// runs (one consistent snapshot, written by the server on its own machine), or from
+    /// --data-dir when no server has it open. docs/operations.md, "Backup and restore".
+    Backup {
+        /// Where the copy goes: a path that does not exist yet (on the server's machine).
+        #[arg(long, value_name = "DEST")]
+        to: PathBuf,
+        /// Copy this data directory itself (no server may have it open) instead of asking
+        /// a server.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The server's gRPC address (https:// for a server with TLS).
+        #[arg(long, env = "SESSION_SERVER", default_value_t = format!("http://127.0.0.1:{}", session_proto::DEFAULT_PORT))]
+        addr: String,
+        /// The CA that signed the server's certificate (PEM), for an https:// address.
+        #[arg(long, env = "SESSION_CA", value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// A file holding the admin token (the sample's is target/sample/secrets/admin.token).
+        #[arg(long, env = "SESSION_ADMIN_TOKEN_FILE", value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// How long the copy may take.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Reads a token on standard input and prints the line that names it in a credentials
     /// file's format, by its SHA-256 (so the file holds no token).
     Digest {
@@ -159,6 +184,14 @@ async fn run_command(cli: Cli) -> ExitCode {
             Ok(lines) => print(lines),
             Err(e) => fail("dev-cert", &e),
         },
+        Some(Command::Backup {
+            to,
+            data_dir,
+            addr,
+            ca,
+            token_file,
+            timeout,
+        }) => backup(to, data_dir, &addr, ca, token_file, timeout).await,
         Some(Command::Digest { who }) => {
             let mut token = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut token) {
@@ -175,6 +208,61 @@ async fn run_command(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+async fn backup(
+    to: PathBuf,
+    data_dir: Option<PathBuf>,
+    addr: &str,
+    ca: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    timeout: Duration,
+) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("session-server backup: {e}");
+        ExitCode::FAILURE
+    };
+    // The server takes the path on its own machine: for one on this machine, from here.
+    let to = match std::path::absolute(&to) {
+        Ok(to) => to,
+        Err(e) => return fail(&format!("{}: {e}", to.display())),
+    };
+    let (sessions, bytes) = match data_dir {
+        Some(dir) => {
+            #[cfg(unix)]
+            rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
+            match tokio::task::spawn_blocking({
+                let to = to.clone();
+                move || durable::backup_offline(&dir, &to)
+            })
+            .await
+            {
+                Ok(Ok(copied)) => (copied.sessions, copied.bytes),
+                Ok(Err(e)) => return fail(&e),
+                Err(e) => return fail(&e),
+            }
+        }
+        None => {
+            let token = match token_file
+                .as_deref()
+                .map(session_server::auth::read_token_file)
+            {
+                None => None,
+                Some(Ok(token)) => Some(token),
+                Some(Err(e)) => return fail(&format!("the admin token file: {e}")),
+            };
+            match probe::backup(addr, ca.as_deref(), token.as_deref(), &to, timeout).await {
+                Ok(copied) => (copied.sessions, copied.bytes),
+                Err(e) => return fail(&e),
+            }
+        }
+    };
+    println!(
+        "backup of {sessions} sessions ({}) written to {}",
+        bytesize::ByteSize(bytes),
+        to.display()
+    );
+    ExitCode::SUCCESS
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

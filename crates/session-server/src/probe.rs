@@ -1,8 +1,10 @@
-//! A grpc.health.v1 check of a running server, for `session-server health`, scripts and
-//! container health checks.
+//! Calls to a running server from the command line: the grpc.health.v1 check of
+//! `session-server health` (scripts, container health checks) and the admin call of
+//! `session-server backup`.
 
+use session_proto::v1::{BackupRequest, BackupResponse, admin_service_client::AdminServiceClient};
 use std::{path::Path, time::Duration};
-use tonic::transport::{Certificate, ClientTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -19,12 +21,15 @@ pub enum ProbeError {
     Unreachable { addr: String, reason: String },
     #[error("{addr} answered {status}")]
     NotServing { addr: String, status: String },
+
+    #[error("{addr} refused: {message}")]
+    Refused { addr: String, message: String },
 }
 
-/// Returns `Ok` only when the server at `addr` answers SERVING within `timeout`; an
-/// `https://` address is checked over TLS, trusting `ca` (or the system's CAs).
-pub async fn check(addr: &str, ca: Option<&Path>, timeout: Duration) -> Result<(), ProbeError> {
-    let mut endpoint = tonic::transport::Endpoint::from_shared(addr.to_owned())
+/// The endpoint of `addr`, over TLS for an `https://` address, trusting `ca` (or the
+/// system's CAs).
+fn endpoint(addr: &str, ca: Option<&Path>, timeout: Duration) -> Result<Endpoint, ProbeError> {
+    let mut endpoint = Endpoint::from_shared(addr.to_owned())
         .map_err(|_| ProbeError::BadAddress(addr.to_owned()))?
         .connect_timeout(timeout)
         .timeout(timeout);
@@ -43,6 +48,13 @@ pub async fn check(addr: &str, ca: Option<&Path>, timeout: Duration) -> Result<(
             .tls_config(tls)
             .map_err(|e| ProbeError::BadAddress(format!("{addr} ({e})")))?;
     }
+    Ok(endpoint)
+}
+
+/// Returns `Ok` only when the server at `addr` answers SERVING within `timeout`; an
+/// `https://` address is checked over TLS, trusting `ca` (or the system's CAs).
+pub async fn check(addr: &str, ca: Option<&Path>, timeout: Duration) -> Result<(), ProbeError> {
+    let endpoint = endpoint(addr, ca, timeout)?;
     let unreachable = |reason: String| ProbeError::Unreachable {
         addr: addr.to_owned(),
         reason,
@@ -71,6 +83,47 @@ pub async fn check(addr: &str, ca: Option<&Path>, timeout: Duration) -> Result<(
             status: status.as_str_name().to_owned(),
         })
     }
+}
+
+/// Asks the server at `addr` for a backup into `to` (a path on its machine), with the admin
+/// `token`; what it copied.
+pub async fn backup(
+    addr: &str,
+    ca: Option<&Path>,
+    token: Option<&str>,
+    to: &Path,
+    timeout: Duration,
+) -> Result<BackupResponse, ProbeError> {
+    let endpoint = endpoint(addr, ca, timeout)?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| ProbeError::Unreachable {
+            addr: addr.to_owned(),
+            reason: source_chain(&e),
+        })?;
+    let mut request = tonic::Request::new(BackupRequest {
+        to: to.display().to_string(),
+    });
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ProbeError::Refused {
+                addr: addr.to_owned(),
+                message: "the token holds characters no header can carry".into(),
+            })?;
+        request
+            .metadata_mut()
+            .insert(session_proto::metadata::AUTHORIZATION, value);
+    }
+    AdminServiceClient::new(channel)
+        .backup(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| ProbeError::Refused {
+            addr: addr.to_owned(),
+            message: s.message().to_owned(),
+        })
 }
 
 /// The innermost cause of an error: transport errors put the useful part ("Connection

@@ -2,6 +2,7 @@
 //! with health and reflection) and the admin port on listeners the caller bound, until a
 //! shutdown future resolves.
 
+use crate::admin_service::AdminServiceImpl;
 use crate::{
     Engine,
     admin::{self, AdminState},
@@ -10,7 +11,9 @@ use crate::{
     service::SessionServiceImpl,
     store::SessionStore,
 };
-use session_proto::v1::session_service_server::SessionServiceServer;
+use session_proto::v1::{
+    admin_service_server::AdminServiceServer, session_service_server::SessionServiceServer,
+};
 use std::{
     future::Future,
     sync::{
@@ -83,6 +86,10 @@ pub async fn serve<S: SessionStore>(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
 
+    let admin_service = AdminServiceServer::new(AdminServiceImpl::new(engine.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
     let serving = Arc::new(AtomicBool::new(false));
     let admin_app = admin::router(AdminState {
         engine: engine.clone(),
@@ -123,6 +130,7 @@ pub async fn serve<S: SessionStore>(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(sessions)
+        .add_service(admin_service)
         .serve_with_incoming_shutdown(ReceiverStream::new(grpc_connections), async move {
             grpc_stop.cancelled().await
         });

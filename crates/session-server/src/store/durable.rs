@@ -18,7 +18,7 @@
 //! every session could be written, reads go on from memory, and the sweep retries each second.
 
 use super::{
-    Limits, StoreError,
+    Backup, BackupError, Limits, StoreError,
     memory::{
         MemoryStore,
         journal::{Change, Journal},
@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{apps::Apps, clock::Clock, events::EventLog, id::SessionId};
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::{
     fmt,
@@ -90,6 +90,7 @@ pub struct OpenError {
 }
 
 /// fjall's handles: the database, its meta keyspace and the keyspace of session records.
+#[derive(Clone)]
 struct Engine {
     db: Database,
     meta: Keyspace,
@@ -153,6 +154,8 @@ pub struct Shared {
     broken: Mutex<Option<String>>,
     is_broken: AtomicBool,
     closing: AtomicBool,
+    /// Held by the backup in progress: one at a time.
+    backing_up: Mutex<()>,
 }
 
 impl fmt::Debug for FjallJournal {
@@ -222,7 +225,7 @@ impl Shared {
             reason,
         };
         prepare(dir).map_err(refuse)?;
-        let engine = Engine::open(dir).map_err(refuse)?;
+        let engine = Engine::open(dir, IN_USE).map_err(refuse)?;
         let format = engine
             .meta
             .get(KEY_FORMAT)
@@ -291,6 +294,7 @@ impl Shared {
             broken: Mutex::new(None),
             is_broken: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            backing_up: Mutex::new(()),
         })
     }
 
@@ -471,7 +475,7 @@ impl Journal for FjallJournal {
         let mut engine = self.engine.write();
         // A failed engine refuses everything from then on: open it again, as a restart would.
         *engine = None;
-        match Engine::open(&self.dir) {
+        match Engine::open(&self.dir, IN_USE) {
             Ok(opened) => {
                 *engine = Some(opened);
                 true
@@ -545,6 +549,20 @@ impl Journal for FjallJournal {
         }))
     }
 
+    fn backup(&self, to: &Path) -> Result<Backup, BackupError> {
+        let _one = self.backing_up.try_lock().ok_or(BackupError::Busy)?;
+        if self.is_broken.load(Ordering::Acquire) {
+            // Memory holds writes the journal lacks: a copy of it would miss them.
+            return Err(BackupError::Failed(self.refusal().to_string()));
+        }
+        let engine = self
+            .engine
+            .read()
+            .clone()
+            .ok_or_else(|| BackupError::Failed(self.refusal().to_string()))?;
+        copy(&engine, to)
+    }
+
     fn flush(&self) {
         if let Some(engine) = self.engine.read().as_ref()
             && let Err(e) = engine.db.persist(PersistMode::SyncAll)
@@ -554,8 +572,12 @@ impl Journal for FjallJournal {
     }
 }
 
+/// What to do about a data directory that another process holds open, when serving.
+const IN_USE: &str = "it is in use by another session-server (or a backup): stop that one, or give another --data-dir";
+
 impl Engine {
-    fn open(dir: &Path) -> Result<Self, String> {
+    /// Opens fjall at `dir`; `in_use` is the error when another process holds it.
+    fn open(dir: &Path, in_use: &str) -> Result<Self, String> {
         let db = Database::builder(dir)
             // Writes are made durable by the store's own calls to `persist`.
             .manual_journal_persist(true)
@@ -565,9 +587,7 @@ impl Engine {
             .max_journaling_size(64 * 1024 * 1024)
             .open()
             .map_err(|e| match e {
-                fjall::Error::Locked => {
-                    "it is in use by another session-server (or a backup): stop that one, or give another --data-dir".to_owned()
-                }
+                fjall::Error::Locked => in_use.to_owned(),
                 e => damaged(&e),
             })?;
         let options = || KeyspaceCreateOptions::default().max_memtable_size(16 * 1024 * 1024);
@@ -577,6 +597,93 @@ impl Engine {
         let sessions = db.keyspace(SESSIONS, options).map_err(|e| damaged(&e))?;
         Ok(Self { db, meta, sessions })
     }
+}
+
+/// Copies `dir`, a data directory no server has open, into the new directory `to`.
+pub fn backup_offline(dir: &Path, to: &Path) -> Result<Backup, BackupError> {
+    let failed =
+        |reason: String| BackupError::Failed(format!("data directory {}: {reason}", dir.display()));
+    if !dir.join("version").exists() {
+        return Err(failed("it holds no session data".into()));
+    }
+    let engine = Engine::open(
+        dir,
+        "a session-server has it open: ask that server for the backup (session-server backup --addr URL, without --data-dir)",
+    )
+    .map_err(failed)?;
+    if let Some(bytes) = engine
+        .meta
+        .get(KEY_FORMAT)
+        .map_err(|e| failed(damaged(&e)))?
+        && bytes
+            .as_ref()
+            .try_into()
+            .map(u32::from_be_bytes)
+            .unwrap_or(u32::MAX)
+            > FORMAT
+    {
+        return Err(failed(
+            "it was written by a newer session-server: back it up with that version".into(),
+        ));
+    }
+    copy(&engine, to)
+}
+
+/// Records copied per batch of a backup: bounds what the copy holds in memory.
+const BACKUP_BATCH: usize = 1024;
+
+/// Copies one snapshot of `from` into the new directory `to`; on an error, removes what it
+/// made there.
+fn copy(from: &Engine, to: &Path) -> Result<Backup, BackupError> {
+    let mut dir = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(to).map_err(|e| {
+        let to = to.display();
+        BackupError::Destination(match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!(
+                    "{to} exists: give a path that does not exist yet (a backup never overwrites)"
+                )
+            }
+            std::io::ErrorKind::NotFound => format!("{to}: its parent directory does not exist"),
+            _ => format!("{to}: {}", unwritable_io(&e)),
+        })
+    })?;
+    let copied = copy_into(from, to);
+    if copied.is_err() {
+        let _ = std::fs::remove_dir_all(to);
+    }
+    copied
+}
+
+fn copy_into(from: &Engine, to: &Path) -> Result<Backup, BackupError> {
+    let failed = |e: fjall::Error| BackupError::Failed(format!("backup: {}", describe(&e)));
+    let target = Engine::open(to, IN_USE)
+        .map_err(|reason| BackupError::Failed(format!("{}: {reason}", to.display())))?;
+    let snapshot = from.db.snapshot();
+    for item in snapshot.iter(&from.meta) {
+        let (key, value) = item.into_inner().map_err(failed)?;
+        target.meta.insert(key, value).map_err(failed)?;
+    }
+    let mut copied = Backup::default();
+    let mut batch = target.db.batch();
+    let mut held = 0;
+    for item in snapshot.iter(&from.sessions) {
+        let (key, value) = item.into_inner().map_err(failed)?;
+        copied.sessions += 1;
+        copied.bytes += value.len() as u64;
+        batch.insert(&target.sessions, key, value);
+        held += 1;
+        if held == BACKUP_BATCH {
+            batch.commit().map_err(failed)?;
+            batch = target.db.batch();
+            held = 0;
+        }
+    }
+    batch.commit().map_err(failed)?;
+    target.db.persist(PersistMode::SyncAll).map_err(failed)?;
+    Ok(copied)
 }
 
 /// Makes `dir` (0700) if it does not exist; refuses one that is not a directory, or that
@@ -903,7 +1010,7 @@ mod tests {
 
         let newer = TempDir::new();
         {
-            let engine = Engine::open(&newer.0).expect("an engine");
+            let engine = Engine::open(&newer.0, IN_USE).expect("an engine");
             engine
                 .meta
                 .insert(KEY_FORMAT, (FORMAT + 1).to_be_bytes().to_vec())

@@ -389,4 +389,37 @@ pub trait SessionStore: Send + Sync + 'static {
     fn flush(&self) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
+
+    /// Copies what the store keeps, as of one instant, into the new directory `to`, which a
+    /// server can open as its data directory. Blocking: call it on a blocking thread.
+    fn backup(&self, to: &std::path::Path) -> Result<Backup, BackupError> {
+        let _ = to;
+        Err(BackupError::Unsupported)
+    }
+}
+
+/// What a backup copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backup {
+    pub sessions: u64,
+    /// Bytes of session records.
+    pub bytes: u64,
+}
+
+/// Why a backup was not made; nothing is left at its destination then.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(
+        "this store keeps nothing beyond the process (--store memory): there is nothing to back up"
+    )]
+    Unsupported,
+    /// The destination cannot be one: it exists, or its parent does not.
+    #[error("{0}")]
+    Destination(String),
+    /// A backup runs already.
+    #[error("a backup is running already: wait for it to end")]
+    Busy,
+    /// The store cannot be read or the copy cannot be written.
+    #[error("{0}")]
+    Failed(String),
 }

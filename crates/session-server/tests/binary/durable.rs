@@ -522,3 +522,200 @@ async fn a_truncated_table_or_a_read_only_directory_is_refused_in_one_line() {
     );
     assert_left_as_it_was(&before, &contents(Path::new(data)));
 }
+
+/// Every file under `dir` and its mode bits.
+#[cfg(unix)]
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read") {
+        let entry = entry.expect("entry");
+        let mode = entry.metadata().expect("metadata").permissions().mode() & 0o777;
+        if entry.file_type().expect("type").is_dir() {
+            found.push((entry.path(), mode));
+            found.extend(modes(&entry.path()));
+        } else {
+            found.push((entry.path(), mode));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writes_go_on_is_one_consistent_copy_a_server_serves() {
+    use session_client::Token;
+    let dir = Dir::new("durable-backup");
+    let secrets = dir.0.join("secrets");
+    let path = |name: &str| secrets.join(name).to_str().expect("utf-8").to_owned();
+    let out = run(&["setup", "--dir", &path("")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = dir.0.join("data");
+    let server = start(&[
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--auth-file",
+        &path("auth"),
+    ]);
+    wait_serving(&server.grpc).await;
+    let app_token = std::fs::read_to_string(path("cart.token")).expect("token");
+    let cart_of = |grpc: &str| {
+        SessionClient::connect_lazy(ClientConfig {
+            endpoints: vec![grpc.to_owned()],
+            timeout: Duration::from_secs(2),
+            protocol: Protocol::Framed,
+            token: Some(Token::new(app_token.trim())),
+            ..ClientConfig::default()
+        })
+        .expect("client")
+    };
+    let cart = cart_of(&server.grpc);
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        let created = cart
+            .create(
+                Ops::new()
+                    .set_json("n", &n)
+                    .expect("json")
+                    .counter_add("pair", 0),
+            )
+            .await;
+        ids.push(created.expect("create").info.id.as_str().to_owned());
+    }
+    // Each write moves two counters of a session together: a copy of one instant has them
+    // equal in every session.
+    let until = Instant::now() + Duration::from_secs(3);
+    let writer = {
+        let (cart, ids) = (cart.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while Instant::now() < until {
+                let id = &ids[n % ids.len()];
+                n += 1;
+                let ops = Ops::new().counter_add("a", 1).counter_add("b", 1);
+                cart.apply(id, ops).await.expect("write");
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backup = |to: &str, extra: &[&str]| {
+        let mut args = vec!["backup", "--addr", &server.grpc, "--to", to];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let copy = dir.0.join("copy");
+    let copy_arg = copy.to_str().expect("utf-8").to_owned();
+    let admin_token = path("admin.token");
+    let out = backup(&copy_arg, &["--token-file", &admin_token]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("backup of 200 sessions") && said.contains(&copy_arg),
+        "{said}"
+    );
+    let writes = writer.await.expect("writer");
+    assert!(writes > 100, "writes went on during the backup: {writes}");
+
+    // Refused: no credential, an app's, a destination that exists; the copy stays as it was.
+    let anonymous = backup(&dir.0.join("x").to_string_lossy(), &[]);
+    let refusal = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(
+        !anonymous.status.success() && refusal.contains("admin credential"),
+        "{refusal}"
+    );
+    let as_app = backup(
+        &dir.0.join("x").to_string_lossy(),
+        &["--token-file", &path("cart.token")],
+    );
+    let refusal = String::from_utf8_lossy(&as_app.stderr);
+    assert!(
+        !as_app.status.success() && refusal.contains("app's credential cannot"),
+        "{refusal}"
+    );
+    assert!(
+        !dir.0.join("x").exists(),
+        "nothing written for a refused call"
+    );
+    let again = backup(&copy_arg, &["--token-file", &admin_token]);
+    let refusal = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && refusal.contains("never overwrites"),
+        "{refusal}"
+    );
+    // The copy is the server user's alone.
+    #[cfg(unix)]
+    for (file, mode) in modes(&copy) {
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", file.display());
+    }
+    // While the server has its directory open, an offline copy is refused in one line.
+    let offline = run(&[
+        "backup",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--to",
+        &dir.0.join("y").to_string_lossy(),
+    ]);
+    let refusal = String::from_utf8_lossy(&offline.stderr);
+    assert!(
+        !offline.status.success() && refusal.contains("ask that server"),
+        "{refusal}"
+    );
+    stop(server);
+
+    // Restore: a server on the copy serves every session, each as of one instant.
+    let restored = start(&["--data-dir", &copy_arg, "--auth-file", &path("auth")]);
+    wait_serving(&restored.grpc).await;
+    let c = cart_of(&restored.grpc);
+    for (n, id) in ids.iter().enumerate() {
+        let session = c.get(id).await.expect("restored");
+        assert_eq!(session.get_json::<i64>("n").expect("n"), Some(n as i64));
+        let (a, b) = (
+            session.counter("a").unwrap_or(0),
+            session.counter("b").unwrap_or(0),
+        );
+        assert_eq!(
+            a, b,
+            "session {n}: its two counters moved together, and were copied so"
+        );
+    }
+    stop(restored);
+    // Offline, once no server has it open: a copy of the copy.
+    let second = dir.0.join("second");
+    let out = run(&[
+        "backup",
+        "--data-dir",
+        &copy_arg,
+        "--to",
+        second.to_str().expect("utf-8"),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("backup of 200 sessions"),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A memory store keeps nothing to copy, and says so.
+    let memory = start(&["--store", "memory"]);
+    wait_serving(&memory.grpc).await;
+    let out = run(&[
+        "backup",
+        "--addr",
+        &memory.grpc,
+        "--to",
+        &dir.0.join("z").to_string_lossy(),
+    ]);
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && refusal.contains("nothing to back up"),
+        "{refusal}"
+    );
+}

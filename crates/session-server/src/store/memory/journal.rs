@@ -2,7 +2,10 @@
 //! alone has [`NoJournal`]; the durable store is the memory store over a journal that writes
 //! every change to an embedded storage engine (`store::durable`) and gives it back on start.
 
-use crate::{id::SessionId, store::StoreError};
+use crate::{
+    id::SessionId,
+    store::{Backup, BackupError, StoreError},
+};
 use bytes::Bytes;
 use std::future::{Future, ready};
 
@@ -62,6 +65,12 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Makes everything recorded durable: part of shutdown.
     fn flush(&self) {}
+
+    /// Copies what the journal holds, as of one instant, into the new directory `to`.
+    fn backup(&self, to: &std::path::Path) -> Result<Backup, BackupError> {
+        let _ = to;
+        Err(BackupError::Unsupported)
+    }
 }
 
 /// The memory store's journal: nothing is kept beyond the process.

@@ -761,6 +761,10 @@ impl<J: Journal> SessionStore for MemoryStore<J> {
         self.journal.flush();
         ready(())
     }
+
+    fn backup(&self, to: &std::path::Path) -> Result<super::Backup, super::BackupError> {
+        self.journal.backup(to)
+    }
 }
 
 #[cfg(test)]
