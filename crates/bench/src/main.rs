@@ -11,6 +11,8 @@
 #![allow(clippy::expect_used)]
 
 mod attacks;
+mod churn;
+mod durable;
 mod floor;
 mod load;
 mod procs;
@@ -51,6 +53,9 @@ struct Cli {
     /// Run only these parts (repeatable); all by default.
     #[arg(long, value_enum)]
     only: Vec<Part>,
+    /// How long the churn part runs (default an hour, or a minute with --quick).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    churn: Option<Duration>,
     /// Write the results into docs/performance.md and docs/images/performance.svg.
     #[arg(long)]
     write: bool,
@@ -76,6 +81,12 @@ enum Part {
     /// Cart page views and adds with the session server's TLS and an app token, against
     /// plaintext, and what opening a connection costs each.
     Tls,
+    /// The durable store: the cart on it beside the memory store, raw applies beside Redis
+    /// with its AOF (everysec and always), and a restart with many sessions beside Redis's.
+    Durable,
+    /// Disk space of the durable store under an hour of steady churn (`--churn` long); only
+    /// when asked for by `--only churn`.
+    Churn,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +143,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.write && !cli.only.is_empty() {
         anyhow::bail!("--write records a whole run: leave out --only");
     }
-    let wanted = |part| cli.only.is_empty() || cli.only.contains(&part);
+    // Churn takes an hour: only when asked for by name.
+    let wanted = |part| (cli.only.is_empty() && part != Part::Churn) || cli.only.contains(&part);
     let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
     let mut report = Report::new(duration, cli.connections, rounds);
     if wanted(Part::Spans) {
@@ -158,6 +170,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     eprintln!("building release binaries...");
     let release = procs::build_release()?;
 
+    if wanted(Part::Churn) {
+        let length = cli
+            .churn
+            .unwrap_or(Duration::from_secs(if cli.quick { 60 } else { 3600 }));
+        churn::measure(&release, length, &mut report).await?;
+    }
     let redis = procs::redis_server()?;
     if wanted(Part::Cart) {
         cart(&cli, &release, &redis, duration, rounds, &mut report).await?;
@@ -167,6 +185,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if wanted(Part::Tls) {
         tls(&cli, &release, duration, rounds, &mut report).await?;
+    }
+    if wanted(Part::Durable) {
+        durable::cart(&cli, &release, duration, rounds, &mut report).await?;
+        durable::ops(&release, small, duration, rounds, &mut report).await?;
+        durable::restart(&release, big, &mut report).await?;
     }
     let server = procs::session_server(&release, "4GiB")?;
     let mut ids = Vec::new();

@@ -36,6 +36,27 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// Stops the process as an operator would (SIGTERM), waiting for it to exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("run kill")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", self.pid());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("{} did not stop within 60 s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -135,7 +156,26 @@ pub fn start(name: &str, mut cmd: Command, addr: SocketAddr) -> anyhow::Result<P
 }
 
 pub fn redis_server() -> anyhow::Result<Proc> {
-    let addr = free_addr();
+    redis_server_with(free_addr(), &["--appendonly", "no"])
+}
+
+/// Redis with an append-only file in `dir`, synced as `appendfsync` (always, everysec).
+pub fn redis_with_aof(addr: SocketAddr, dir: &Path, appendfsync: &str) -> anyhow::Result<Proc> {
+    let dir = dir.display().to_string();
+    redis_server_with(
+        addr,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            appendfsync,
+            "--dir",
+            &dir,
+        ],
+    )
+}
+
+fn redis_server_with(addr: SocketAddr, extra: &[&str]) -> anyhow::Result<Proc> {
     let mut cmd = Command::new("redis-server");
     cmd.args([
         "--bind",
@@ -144,13 +184,57 @@ pub fn redis_server() -> anyhow::Result<Proc> {
         &addr.port().to_string(),
         "--save",
         "",
-        "--appendonly",
-        "no",
-    ]);
+    ])
+    .args(extra);
     start("redis-server", cmd, addr)
         .context("redis-server is needed: apt-get install -y redis-server")
 }
 
+/// A directory of the run's own, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    pub fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A durable session server on `data_dir` at `addr`.
+pub fn durable_server(
+    build: &Build,
+    addr: SocketAddr,
+    data_dir: &TempDir,
+    fsync: &str,
+) -> anyhow::Result<Proc> {
+    session_server_at(
+        build,
+        addr,
+        "4GiB",
+        &[
+            "--store".into(),
+            "durable".into(),
+            "--data-dir".into(),
+            data_dir.arg(),
+            "--fsync".into(),
+            fsync.into(),
+        ],
+    )
+}
+
+/// A memory-store session server.
 pub fn session_server(build: &Build, capacity: &str) -> anyhow::Result<Proc> {
     session_server_with(build, capacity, &[])
 }
@@ -161,7 +245,17 @@ pub fn session_server_with(
     capacity: &str,
     extra: &[String],
 ) -> anyhow::Result<Proc> {
-    let addr = free_addr();
+    let mut flags = vec!["--store".to_owned(), "memory".to_owned()];
+    flags.extend_from_slice(extra);
+    session_server_at(build, free_addr(), capacity, &flags)
+}
+
+fn session_server_at(
+    build: &Build,
+    addr: SocketAddr,
+    capacity: &str,
+    extra: &[String],
+) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(build.bin("session-server"));
     cmd.args(extra);
     cmd.args([

@@ -58,7 +58,8 @@ fn make_with<M: Maker>(maker: &M, limits: Limits) -> (Subject<M::Store>, AppId) 
     (maker.make(limits, apps), app)
 }
 
-fn set(name: &str, data: &'static [u8]) -> Operation {
+/// A set of a text value, for the stores' own tests too.
+pub(crate) fn set(name: &str, data: &'static [u8]) -> Operation {
     op(
         name,
         OpKind::Set {
@@ -71,7 +72,7 @@ fn set(name: &str, data: &'static [u8]) -> Operation {
     )
 }
 
-fn op(name: &str, kind: OpKind) -> Operation {
+pub(crate) fn op(name: &str, kind: OpKind) -> Operation {
     Operation {
         name: name.into(),
         kind,

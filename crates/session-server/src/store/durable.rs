@@ -771,8 +771,8 @@ mod tests {
         apps::{AppId, Quota},
         clock::ManualClock,
         store::{
-            CreateOptions, GetOutcome, GetQuery, OpKind, Operation, SessionStore, Value,
-            conformance::TempDir,
+            CreateOptions, GetOutcome, GetQuery, SessionStore,
+            conformance::{TempDir, set},
         },
     };
 
@@ -783,13 +783,17 @@ mod tests {
     }
 
     fn open_at(dir: &Path, clock: &ManualClock) -> Result<Opened, OpenError> {
+        open_with(dir, clock, Limits::default())
+    }
+
+    fn open_with(dir: &Path, clock: &ManualClock, limits: Limits) -> Result<Opened, OpenError> {
         let apps = Arc::new(Apps::new(Quota::default()));
         let app = apps.get_or_create("test").expect("an app").id;
         let events = Arc::new(EventLog::new(1024, 1 << 20));
         let store = open(
             dir,
             Fsync::EverySec,
-            Limits::default(),
+            limits,
             Arc::new(clock.clone()),
             events,
             apps,
@@ -801,19 +805,6 @@ mod tests {
         let opened = open_at(dir, clock).expect("opens");
         let said = opened.store.recover().expect("loads").expect("says what");
         (opened, said)
-    }
-
-    fn set(name: &str, data: &'static [u8]) -> Operation {
-        Operation {
-            name: name.into(),
-            kind: OpKind::Set {
-                value: Value::Bytes {
-                    content_type: "text/plain".into(),
-                    data: Bytes::from_static(data),
-                },
-                expected_version: None,
-            },
-        }
     }
 
     async fn snapshot(o: &Opened, id: &SessionId) -> Option<crate::store::SessionSnapshot> {
@@ -922,6 +913,90 @@ mod tests {
         assert!(
             said.contains("loaded 0 sessions (0 had expired"),
             "its record was removed: {said}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_always_write_is_answered_only_once_the_disk_has_it() {
+        let dir = TempDir::new();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let apps = Arc::new(Apps::new(Quota::default()));
+        let app = apps.get_or_create("test").expect("an app").id;
+        let events = Arc::new(EventLog::new(1024, 1 << 20));
+        let store = open(
+            &dir.0,
+            Fsync::Always,
+            Limits::default(),
+            Arc::new(clock.clone()),
+            events,
+            apps,
+        )
+        .expect("opens");
+        store.recover().expect("nothing to load");
+        for n in 0..20 {
+            let id = store
+                .create(app, CreateOptions::default(), vec![set("a", b"x")])
+                .await
+                .expect("create")
+                .info
+                .id;
+            let journal = store.journal();
+            let (recorded, synced) = (
+                journal.recorded.load(Ordering::Acquire),
+                *journal.synced.borrow(),
+            );
+            assert!(
+                synced >= recorded,
+                "write {n}: synced {synced} < recorded {recorded}"
+            );
+            store
+                .apply(app, &id, vec![set("b", b"y")], false)
+                .await
+                .expect("apply");
+            let journal = store.journal();
+            assert!(*journal.synced.borrow() >= journal.recorded.load(Ordering::Acquire));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_the_lru_order_and_a_smaller_capacity_evicts_the_least_recent() {
+        let dir = TempDir::new();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let o = open_at(&dir.0, &clock).expect("a new data directory");
+        o.store.recover().expect("nothing to load");
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let created = o
+                .store
+                .create(o.app, CreateOptions::default(), vec![set("a", b"x")]);
+            ids.push(created.await.expect("create").info.id);
+        }
+        // Read in the order 1, 2, 0, each in a later grain: 1 is the least recently used.
+        for n in [1, 2, 0] {
+            clock.advance(2 * super::super::memory::record::ACCESS_GRAIN_MS);
+            assert!(snapshot(&o, &ids[n]).await.is_some());
+        }
+        let one = o.store.usage().bytes / 3;
+        drop(o);
+        let limits = Limits {
+            capacity_bytes: one * 2 + one / 2,
+            ..Limits::default()
+        };
+        let o = open_with(&dir.0, &clock, limits).expect("opens");
+        let said = o.store.recover().expect("loads").expect("says what");
+        assert!(said.contains("loaded 2 sessions"), "{said}");
+        assert!(
+            snapshot(&o, &ids[1]).await.is_none(),
+            "the least recently used went"
+        );
+        assert!(snapshot(&o, &ids[2]).await.is_some());
+        assert!(snapshot(&o, &ids[0]).await.is_some());
+        o.store.flush().await;
+        drop(o);
+        let (_, said) = reopen(&dir.0, &clock);
+        assert!(
+            said.contains("loaded 2 sessions"),
+            "its eviction was kept: {said}"
         );
     }
 

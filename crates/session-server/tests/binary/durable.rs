@@ -294,13 +294,7 @@ async fn a_damaged_data_directory_is_refused_in_one_line_and_left_as_it_was() {
             let created = c.create(Ops::new().set_json("n", &n).expect("json")).await;
             ids.push(created.expect("create").info.id.as_str().to_owned());
         }
-        let pid = server.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let mut server = server;
-        let _ = server.child.wait();
+        stop(server);
     }
     // Flip bytes in the middle of the journal that holds the writes.
     let journal = std::fs::read_dir(&dir.0)
@@ -448,13 +442,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_when_space_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Healed, and what was acknowledged is still kept across a restart.
-    let pid = server.child.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    let mut server = server;
-    let _ = server.child.wait();
+    stop(server);
     let server = start(&["--data-dir", data]);
     wait_serving(&server.grpc).await;
     let c = client(&server);
@@ -718,4 +706,44 @@ async fn a_backup_taken_while_writes_go_on_is_one_consistent_copy_a_server_serve
         !out.status.success() && refusal.contains("nothing to back up"),
         "{refusal}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_expired_while_the_server_was_down_are_not_found_after_its_restart() {
+    let dir = Dir::new("durable-expired");
+    let server = start(&["--data-dir", dir.arg()]);
+    wait_serving(&server.grpc).await;
+    let c = client(&server);
+    let second = Some(Duration::from_secs(1));
+    let idle = c.create_with(
+        Ops::new().set_json("a", &1).expect("json"),
+        second,
+        None,
+        false,
+    );
+    let idle = idle.await.expect("create").info.id;
+    let ended = c.create_with(
+        Ops::new().set_json("a", &2).expect("json"),
+        None,
+        second,
+        false,
+    );
+    let ended = ended.await.expect("create").info.id;
+    let kept = c.create(Ops::new().set_json("a", &3).expect("json")).await;
+    let kept = kept.expect("create").info.id;
+    stop(server);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    let server = start(&["--data-dir", dir.arg()]);
+    wait_serving(&server.grpc).await;
+    let c = client(&server);
+    for (what, id) in [
+        ("idle past its timeout", &idle),
+        ("past its lifetime", &ended),
+    ] {
+        let found = c.get(id.as_str()).await;
+        assert!(matches!(found, Err(Error::NotFound)), "{what}: {found:?}");
+    }
+    let session = c.get(kept.as_str()).await.expect("the live one is back");
+    assert_eq!(session.get_json::<i64>("a").expect("a"), Some(3));
 }

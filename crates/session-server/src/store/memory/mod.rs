@@ -140,6 +140,22 @@ impl<J: Journal> MemoryStore<J> {
         self.journal.record(changes)
     }
 
+    /// The slot of a live session, or why there is none; an expired session removed on the
+    /// way is recorded either way.
+    fn live_or_record(
+        &self,
+        inner: &mut Inner,
+        app: AppId,
+        id: &SessionId,
+        now: u64,
+    ) -> Result<SlotNo, StoreError> {
+        let live = inner.live(app, id, now, &self.events);
+        if live.is_err() {
+            self.record(inner);
+        }
+        live
+    }
+
     fn encode(&self, entry: &Entry) -> Vec<u8> {
         let app = self.apps.get(entry.app);
         record::encode(entry, app.as_ref().map_or("", |a| &a.name))
@@ -317,14 +333,7 @@ impl<J: Journal> MemoryStore<J> {
         self.journal.check()?;
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let live = inner.live(app, id, now, &self.events);
-        let slot = match live {
-            Ok(slot) => slot,
-            Err(e) => {
-                self.record(&mut inner);
-                return Err(e);
-            }
-        };
+        let slot = self.live_or_record(&mut inner, app, id, now)?;
         let entry = inner.remove(slot).ok_or(StoreError::NotFound)?;
         self.events.publish(
             EventKind::Invalidated,
@@ -343,14 +352,7 @@ impl<J: Journal> MemoryStore<J> {
         self.journal.check()?;
         let now = self.clock.now_ms();
         let mut inner = self.inner.lock();
-        let live = inner.live(app, id, now, &self.events);
-        let slot = match live {
-            Ok(slot) => slot,
-            Err(e) => {
-                self.record(&mut inner);
-                return Err(e);
-            }
-        };
+        let slot = self.live_or_record(&mut inner, app, id, now)?;
         let mut entry = inner.remove(slot).ok_or(StoreError::NotFound)?;
         let new_id = SessionId::generate();
         let previous_reference = entry.reference;
@@ -433,7 +435,7 @@ impl<J: Journal> MemoryStore<J> {
     /// included. Returns how many were loaded and how many had expired.
     pub fn load(&self) -> Result<(usize, usize), StoreError> {
         let now = self.clock.now_ms();
-        let (mut loaded, mut expired) = (0, Vec::new());
+        let (mut loaded, mut expired, mut order) = (0, Vec::new(), Vec::new());
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         for record in self.journal.records() {
@@ -452,18 +454,38 @@ impl<J: Journal> MemoryStore<J> {
                 continue;
             }
             let due = entry.deadline();
-            let (app, size) = (entry.app, entry.size());
-            inner.sessions.insert(id, entry, due).map_err(|_| full())?;
+            let (app, size, accessed) = (entry.app, entry.size(), entry.last_access_ms);
+            let slot = inner.sessions.insert(id, entry, due).map_err(|_| full())?;
             inner.added(app, size);
+            order.push((accessed, slot));
             loaded += 1;
         }
-        let gone = expired.len();
-        if !expired.is_empty() {
-            // Made durable with the next write, or within a second.
-            self.journal
-                .record(expired.into_iter().map(|id| (id, None)).collect());
+        // Least recently used first, as before the restart (to the grain records keep).
+        order.sort_unstable();
+        for (_, slot) in order {
+            inner.sessions.touch(slot);
         }
-        Ok((loaded, gone))
+        // Under a smaller --capacity than before, the least recently used go, as on a write.
+        let capacity = Capacity {
+            store: self.limits.capacity_bytes,
+            app: None,
+        };
+        inner.make_room(AppId::from_index(0), 0, None, capacity, &self.events, now);
+        let evicted = inner.changed.len();
+        let gone = expired.len();
+        // Made durable with the next write, or within a second.
+        inner
+            .changed
+            .extend(expired.into_iter().map(|id| (id, false)));
+        self.record(inner);
+        if evicted > 0 {
+            tracing::warn!(
+                evicted,
+                capacity = self.limits.capacity_bytes,
+                "the sessions kept exceed --capacity: the least recently used were evicted"
+            );
+        }
+        Ok((loaded - evicted, gone))
     }
 }
 
@@ -514,7 +536,7 @@ impl Inner {
     }
 
     /// The slot of `app`'s live session `id`, marked as used now. A journal hears of the
-    /// access when it moves the session into a later grain of `record::ACCESS_GRAIN_MS`.
+    /// access when it moves the session into a later grain (`record::grain`).
     fn used(
         &mut self,
         app: AppId,
@@ -525,9 +547,9 @@ impl Inner {
         let slot = self.live(app, id, now, events)?;
         self.sessions.touch(slot);
         let entry = self.sessions.get_mut(slot).ok_or(StoreError::NotFound)?;
-        let grain = record::grain_end(entry.last_access_ms);
+        let grain = record::grain_end(entry.last_access_ms, entry.idle_ms);
         entry.last_access_ms = now;
-        if self.recording && record::grain_end(now) != grain {
+        if self.recording && record::grain_end(now, entry.idle_ms) != grain {
             self.note(*id, true);
         }
         Ok(slot)
@@ -772,7 +794,10 @@ mod tests {
     use super::*;
     use crate::{
         clock::ManualClock,
-        store::{Attribute, OpKind, Value},
+        store::{
+            Attribute, OpKind, Value,
+            conformance::{op, set},
+        },
     };
     use bytes::Bytes;
     use std::time::Duration;
@@ -793,26 +818,6 @@ mod tests {
 
     fn store() -> (MemoryStore, ManualClock, Arc<EventLog>) {
         store_with(Limits::default())
-    }
-
-    fn set(name: &str, data: &'static [u8]) -> Operation {
-        Operation {
-            name: name.into(),
-            kind: OpKind::Set {
-                value: Value::Bytes {
-                    content_type: "text/plain".into(),
-                    data: Bytes::from_static(data),
-                },
-                expected_version: None,
-            },
-        }
-    }
-
-    fn op(name: &str, kind: OpKind) -> Operation {
-        Operation {
-            name: name.into(),
-            kind,
-        }
     }
 
     fn create(store: &MemoryStore, ops: Vec<Operation>) -> SessionId {

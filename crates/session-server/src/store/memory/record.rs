@@ -2,9 +2,10 @@
 //! of the server reads an earlier one's records (fields are only ever added) and an earlier
 //! one skips what it does not know.
 //!
-//! The last access is kept coarsely: rounded up to [`ACCESS_GRAIN_MS`], and written again
-//! only when a read crosses into a later grain. After a restart a session may so live up to
-//! one grain longer than its idle timeout, never shorter.
+//! The last access is kept coarsely: rounded up to a grain (a sixteenth of the session's idle
+//! timeout, at most [`ACCESS_GRAIN_MS`]), and written again only when a read crosses into a
+//! later grain. After a restart a session may so live up to one grain longer than its idle
+//! timeout, never shorter.
 
 use super::entry::{Attrs, Entry, intern};
 use crate::{
@@ -16,8 +17,14 @@ use prost::Message;
 use session_proto::v1 as pb;
 use std::{collections::HashSet, sync::Arc};
 
-/// How coarsely the last access is kept: a read writes a record at most once a grain.
+/// The coarsest the last access is kept: a read writes a record at most once a grain.
 pub const ACCESS_GRAIN_MS: u64 = 60_000;
+
+/// The grain of a session with idle timeout `idle_ms`: a sixteenth of it, so that a restart
+/// lengthens a short timeout in proportion, and at most [`ACCESS_GRAIN_MS`].
+pub fn grain(idle_ms: u64) -> u64 {
+    (idle_ms / 16).clamp(1, ACCESS_GRAIN_MS)
+}
 
 /// The encoded form of an [`Entry`].
 #[derive(Clone, PartialEq, prost::Message)]
@@ -41,9 +48,11 @@ struct Record {
     attributes: Vec<pb::Attribute>,
 }
 
-/// The end of the grain `ms` falls in: what a record says of an access at `ms`.
-pub fn grain_end(ms: u64) -> u64 {
-    (ms / ACCESS_GRAIN_MS + 1).saturating_mul(ACCESS_GRAIN_MS)
+/// The end of the grain `ms` falls in, for a session of idle timeout `idle_ms`: what a record
+/// says of an access at `ms`.
+pub fn grain_end(ms: u64, idle_ms: u64) -> u64 {
+    let grain = grain(idle_ms);
+    (ms / grain + 1).saturating_mul(grain)
 }
 
 /// `entry` of app `app` as a record.
@@ -53,7 +62,7 @@ pub(super) fn encode(entry: &Entry, app: &str) -> Vec<u8> {
         reference: entry.reference,
         version: entry.version,
         created_ms: entry.created_ms,
-        last_access_ms: grain_end(entry.last_access_ms),
+        last_access_ms: grain_end(entry.last_access_ms, entry.idle_ms),
         idle_ms: entry.idle_ms,
         lifetime_ms: entry.lifetime_ms,
         attributes: entry
