@@ -64,8 +64,9 @@ fn start(extra: &[&str]) -> Running {
                 "http://{}",
                 field(&line, "admin=").expect("admin address in log")
             );
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
+            // Keep draining stdout so the server never blocks on a full pipe; its lines go
+            // to the test's output, which a failing test shows.
+            std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("{l}")));
             return server;
         }
     }

@@ -6,7 +6,9 @@
 //! change also becomes a record in fjall (the session's whole state under its id, or its
 //! removal), in commit order, and a start loads them all back. How long a write waits before
 //! its reply is `--fsync`'s choice, as Redis's `appendfsync`:
-//! - `always`: until its record is on disk (`fdatasync`); concurrent writes share one.
+//! - `always`: until its record is on disk (`fdatasync`); concurrent writes share one, as in
+//!   an event loop: a write lets every other ready call record its change first, then one
+//!   sync serves them all.
 //! - `everysec`: until its record is in the OS (a `write`, so a crash of the process loses
 //!   nothing); a thread syncs every second, so a power cut loses at most about a second.
 //! - `no`: the same write to the OS, and the OS syncs when it likes.
@@ -116,7 +118,11 @@ pub struct FjallJournal {
 
 impl Drop for FjallJournal {
     fn drop(&mut self) {
-        self.shared.closing.store(true, Ordering::Release);
+        {
+            // Under the thread's lock, so that it cannot miss it between look and sleep.
+            let _sleeping = self.shared.sleeping.lock();
+            self.shared.closing.store(true, Ordering::Release);
+        }
         self.shared.wake.notify_one();
         if let Some(thread) = self.syncing.take() {
             let _ = thread.join();
@@ -147,8 +153,8 @@ pub struct Shared {
     synced: watch::Sender<u64>,
     /// Held while flushing to the OS, so that one flush serves every waiter.
     flushing: Mutex<()>,
-    /// Wakes the syncing thread: set when a write waits for the disk.
-    wanted: Mutex<u64>,
+    /// The syncing thread sleeps on it for a second at a time; closing wakes it.
+    sleeping: Mutex<()>,
     wake: Condvar,
     /// Why the journal cannot take changes, while it cannot.
     broken: Mutex<Option<String>>,
@@ -203,15 +209,16 @@ pub fn open(
     )))
 }
 
-/// Syncs what waits for the disk, and once a second what any mode owes it, until the journal
-/// closes.
+/// Once a second, syncs what `everysec` owes the disk (and hands `no`'s writes to the OS),
+/// until the journal closes.
 fn sync_loop(journal: &Shared) {
-    while !journal.closing.load(Ordering::Acquire) {
+    loop {
         {
-            let mut wanted = journal.wanted.lock();
-            if *wanted <= *journal.synced.borrow() && !journal.closing.load(Ordering::Acquire) {
-                journal.wake.wait_for(&mut wanted, Duration::from_secs(1));
+            let mut sleeping = journal.sleeping.lock();
+            if journal.closing.load(Ordering::Acquire) {
+                return;
             }
+            journal.wake.wait_for(&mut sleeping, Duration::from_secs(1));
         }
         journal.sync();
     }
@@ -289,7 +296,7 @@ impl Shared {
             flushed: AtomicU64::new(0),
             synced: watch::Sender::new(0),
             flushing: Mutex::new(()),
-            wanted: Mutex::new(0),
+            sleeping: Mutex::new(()),
             wake: Condvar::new(),
             broken: Mutex::new(None),
             is_broken: AtomicBool::new(false),
@@ -392,22 +399,40 @@ impl Shared {
         }
     }
 
-    /// Waits until the syncing thread has put `ticket` on disk.
+    /// Puts `ticket` on disk: `always`'s group commit. The caller first lets every other call
+    /// ready to run record its change (a yield), then one sync serves all of them; a caller
+    /// that finds its change synced meanwhile returns at once. The sync runs on the caller's
+    /// thread, as Redis's does on its event loop: a hand-off to another thread costs more than
+    /// the sync on a busy machine (docs/performance.md, "Durable sessions").
     async fn synced_to(&self, ticket: u64) -> Result<(), StoreError> {
-        {
-            let mut wanted = self.wanted.lock();
-            *wanted = (*wanted).max(ticket);
+        if *self.synced.borrow() < ticket {
+            tokio::task::yield_now().await;
         }
-        self.wake.notify_one();
-        let mut synced = self.synced.subscribe();
-        let broken = &self.is_broken;
-        let _ = synced
-            .wait_for(|s| *s >= ticket || broken.load(Ordering::Acquire))
-            .await;
-        if *synced.borrow() >= ticket {
-            Ok(())
-        } else {
-            Err(self.refusal())
+        if *self.synced.borrow() >= ticket {
+            return Ok(());
+        }
+        let _syncing = self.flushing.lock();
+        if *self.synced.borrow() >= ticket {
+            return Ok(());
+        }
+        if self.is_broken.load(Ordering::Acquire) {
+            return Err(self.refusal());
+        }
+        let upto = self.recorded.load(Ordering::Acquire);
+        let engine = self.engine.read();
+        let Some(engine) = engine.as_ref() else {
+            return Err(self.refusal());
+        };
+        match engine.db.persist(PersistMode::SyncData) {
+            Ok(()) => {
+                self.flushed.fetch_max(upto, Ordering::AcqRel);
+                self.synced.send_modify(|s| *s = (*s).max(upto));
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(self.refusal())
+            }
         }
     }
 }
@@ -563,11 +588,25 @@ impl Journal for FjallJournal {
         copy(&engine, to)
     }
 
-    fn flush(&self) {
+    fn loaded(&self) {
+        // The records a start replays from the journal sit in the memtable: to a table with
+        // them, so that memory holds each session once.
         if let Some(engine) = self.engine.read().as_ref()
-            && let Err(e) = engine.db.persist(PersistMode::SyncAll)
+            && let Err(e) = engine.sessions.rotate_memtable()
         {
-            self.fail(&e);
+            tracing::debug!(error = describe(&e), "the memtable stays until it fills");
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(engine) = self.engine.read().as_ref() {
+            if let Err(e) = engine.db.persist(PersistMode::SyncAll) {
+                return self.fail(&e);
+            }
+            // The memtable into a table, so that the next start has no journal to replay.
+            if let Err(e) = engine.sessions.rotate_memtable_and_wait() {
+                tracing::warn!(error = describe(&e), "the next start replays the journal");
+            }
         }
     }
 }

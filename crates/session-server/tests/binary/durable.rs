@@ -40,7 +40,8 @@ fn client(server: &Running) -> SessionClient {
 fn client_of(grpc: &str) -> SessionClient {
     SessionClient::connect_lazy(ClientConfig {
         endpoints: vec![grpc.to_owned()],
-        timeout: Duration::from_secs(2),
+        // Generous: a loaded CI machine must not turn a slow reply into a refusal.
+        timeout: Duration::from_secs(10),
         protocol: Protocol::Framed,
         ..ClientConfig::default()
     })
@@ -400,7 +401,11 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_when_space_returns() {
     let server = start(&["--data-dir", data, "--sweep-interval", "200ms"]);
     wait_serving(&server.grpc).await;
     let c = client(&server);
-    let big = "x".repeat(60 * 1024);
+    // Random letters: fjall compresses its journal and tables, and a repeated letter would
+    // take next to no room.
+    let big: String = (0..60 * 1024)
+        .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+        .collect();
     let mut kept = Vec::new();
     let refusal = loop {
         match c
@@ -417,17 +422,31 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_heals_when_space_returns() {
         refusal.to_string().contains("cannot be written"),
         "says why: {refusal}"
     );
+    // The rest of the disk taken too, so that no repair can succeed meanwhile.
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        for size in [4096, 512, 1] {
+            let block = vec![0u8; size];
+            while file.write_all(&block).is_ok() {}
+        }
+    }
     for id in &kept {
         c.get(id).await.expect("reads go on from memory");
     }
-    let again = c.apply(&kept[0], Ops::new().counter_add("n", 1)).await;
-    assert!(
-        matches!(&again, Err(Error::Unavailable(m)) if m.contains("refused")),
-        "writes are refused while the disk is full: {again:?}"
-    );
+    for _ in 0..5 {
+        let again = c.apply(&kept[0], Ops::new().counter_add("n", 1)).await;
+        assert!(
+            matches!(&again, Err(Error::Unavailable(m)) if m.contains("cannot be written")),
+            "writes are refused while the disk is full: {again:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
+    std::fs::remove_file(&filler).expect("remove the filler");
     disk.remount("size=64m");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if c.apply(&kept[0], Ops::new().counter_add("n", 1))
             .await
@@ -460,7 +479,11 @@ async fn a_truncated_table_or_a_read_only_directory_is_refused_in_one_line() {
     wait_serving(&server.grpc).await;
     let c = client(&server);
     // More than a memtable (16 MiB), so the engine writes tables.
-    let big = "x".repeat(60 * 1024);
+    // Random letters: fjall compresses its journal and tables, and a repeated letter would
+    // take next to no room.
+    let big: String = (0..60 * 1024)
+        .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+        .collect();
     for _ in 0..400 {
         c.create(Ops::new().set_json("big", &big).expect("json"))
             .await

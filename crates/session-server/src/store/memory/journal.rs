@@ -63,6 +63,10 @@ pub trait Journal: Send + Sync + 'static {
         Box::new(std::iter::empty())
     }
 
+    /// Told once the store has loaded the records: what the journal kept to give them back
+    /// may go.
+    fn loaded(&self) {}
+
     /// Makes everything recorded durable: part of shutdown.
     fn flush(&self) {}
 

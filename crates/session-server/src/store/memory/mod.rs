@@ -478,6 +478,7 @@ impl<J: Journal> MemoryStore<J> {
             .changed
             .extend(expired.into_iter().map(|id| (id, false)));
         self.record(inner);
+        self.journal.loaded();
         if evicted > 0 {
             tracing::warn!(
                 evicted,
