@@ -9,7 +9,9 @@ use crate::{
     handshake::{self, Peer, ServerFacts},
     id::{Prefix, SessionId},
     metrics::Metrics,
-    store::{CreateOptions, GetOutcome, GetQuery, SessionStore, StoreError},
+    store::{
+        CreateOptions, GetOutcome, GetQuery, SessionStore, StoreError, memory::journal::deferring,
+    },
 };
 use futures_util::{StreamExt, stream::BoxStream};
 use session_proto::v1::{self as pb, session_service_server::SessionService};
@@ -244,7 +246,20 @@ impl<S: SessionStore> SessionServiceImpl<S> {
                 }
             }
         };
-        crate::events::ORIGIN.scope(batch.origin, answers).await;
+        // The writes' waits for the disk put off, then shared: one before the replies go out.
+        let ((), ticket) = deferring(crate::events::ORIGIN.scope(batch.origin, answers)).await;
+        if let Err(e) = self.engine.store.settle(ticket).await {
+            let error = convert::call_error(&CallFailure::Store(e));
+            for reply in &mut replies {
+                use pb::reply::Kind as R;
+                if matches!(
+                    reply.kind,
+                    Some(R::Write(_) | R::Invalidate(_) | R::RotateId(_))
+                ) {
+                    reply.kind = Some(R::Error(error.clone()));
+                }
+            }
+        }
         Some(pb::PipelineResponse {
             replies,
             hello: None,

@@ -486,6 +486,9 @@ impl Journal for FjallJournal {
         if self.is_broken.load(Ordering::Acquire) {
             return Err(self.refusal());
         }
+        if super::memory::journal::defer(ticket) {
+            return Ok(()); // settled once for the whole message, before its replies
+        }
         match self.fsync {
             Fsync::Always => self.synced_to(ticket).await,
             Fsync::EverySec | Fsync::No => self.flush_to(ticket),

@@ -385,6 +385,14 @@ pub trait SessionStore: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Waits until the writes of `ticket` are as durable as the store promises: the one wait
+    /// of a pipeline message answered within `memory::journal::deferring` (0: nothing to wait
+    /// for). An error says they may not be (they may have been applied anyway).
+    fn settle(&self, ticket: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = ticket;
+        std::future::ready(Ok(()))
+    }
+
     /// Makes everything acknowledged durable: the last step of a graceful shutdown.
     fn flush(&self) -> impl Future<Output = ()> + Send {
         std::future::ready(())
