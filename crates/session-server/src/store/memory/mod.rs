@@ -785,13 +785,11 @@ impl<J: Journal> SessionStore for MemoryStore<J> {
         ready(())
     }
 
-    fn settle(&self, ticket: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move {
-            if ticket == 0 {
-                return Ok(());
-            }
-            self.journal.settle(ticket).await
+    async fn settle(&self, ticket: u64) -> Result<(), StoreError> {
+        if ticket == 0 {
+            return Ok(());
         }
+        self.journal.settle(ticket).await
     }
 
     fn backup(&self, to: &std::path::Path) -> Result<super::Backup, super::BackupError> {
