@@ -7,7 +7,8 @@ COPY target/docker/session-server /session-server
 # Where `session-server setup` keeps the sample's secrets: a volume mounted here takes this
 # folder's owner, the image's user.
 COPY --chown=65532:65532 samples/secrets /secrets
-# The durable store's data directory (SESSION_DATA_DIR), likewise.
+# The durable store's data directory (SESSION_DATA_DIR), likewise, and empty (.dockerignore
+# leaves out its README): the server refuses a directory that holds anything else.
 COPY --chown=65532:65532 samples/data /data
 # Beyond loopback the server requires credentials (SESSION_AUTH_FILE), or SESSION_INSECURE=1.
 ENV SESSION_LISTEN=0.0.0.0:9510 \

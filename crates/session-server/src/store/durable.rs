@@ -734,8 +734,11 @@ fn prepare(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => Err("it is not a directory".into()),
         Ok(_) => {
-            let mut entries = std::fs::read_dir(dir).map_err(|e| unwritable_io(&e))?;
-            let empty = entries.next().is_none();
+            let entries = std::fs::read_dir(dir).map_err(|e| unwritable_io(&e))?;
+            // A fresh file system's mount point holds lost+found: empty all the same.
+            let empty = entries
+                .filter_map(Result::ok)
+                .all(|e| e.file_name() == "lost+found");
             if !empty && !dir.join("version").exists() && !dir.join("lock").exists() {
                 return Err(
                     "it holds files but no session data: give an empty or new directory".into(),
