@@ -149,7 +149,7 @@ pub struct Shared {
     recorded: AtomicU64,
     /// Changes up to this ticket are in the OS.
     flushed: AtomicU64,
-    /// Changes up to this ticket are on disk; the syncing thread sends it.
+    /// Changes up to this ticket are on disk.
     synced: watch::Sender<u64>,
     /// Held while flushing to the OS, so that one flush serves every waiter.
     flushing: Mutex<()>,
