@@ -274,6 +274,19 @@ fn assert_left_as_it_was(before: &BTreeMap<PathBuf, Vec<u8>>, after: &BTreeMap<P
 }
 
 /// Stops a server as its supervisor would, and waits for it.
+/// Starts the binary with `serve` and checks that it exits 1 with one line naming `dir` and
+/// saying `what`.
+fn refused_in_one_line(serve: &[&str], dir: &str, what: &str) {
+    let out = run(serve);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(dir) && err.contains(what),
+        "names the directory and what to do: {err}"
+    );
+}
+
 fn stop(mut server: Running) {
     let pid = server.child.id().to_string();
     Command::new("kill")
@@ -320,14 +333,7 @@ async fn a_damaged_data_directory_is_refused_in_one_line_and_left_as_it_was() {
         "--data-dir",
         dir.arg(),
     ];
-    let out = run(&serve);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        err.contains(dir.arg()) && err.contains("restore a backup"),
-        "names the directory and what to do: {err}"
-    );
+    refused_in_one_line(&serve, dir.arg(), "restore a backup");
     assert_left_as_it_was(&before, &contents(&dir.0));
 
     // Nothing was discarded: with the journal put back, every session is there.
@@ -500,14 +506,7 @@ async fn a_truncated_table_or_a_read_only_directory_is_refused_in_one_line() {
     ];
 
     disk.remount("ro");
-    let out = run(&serve);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        err.contains(data) && err.contains("writable"),
-        "names the directory and why: {err}"
-    );
+    refused_in_one_line(&serve, data, "writable");
     disk.remount("rw");
 
     let table = contents(Path::new(data))
@@ -523,14 +522,7 @@ async fn a_truncated_table_or_a_read_only_directory_is_refused_in_one_line() {
         .and_then(|f| f.set_len(len / 2))
         .expect("truncate");
     let before = contents(Path::new(data));
-    let out = run(&serve);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        err.contains(data) && err.contains("restore a backup"),
-        "names the directory and what to do: {err}"
-    );
+    refused_in_one_line(&serve, data, "restore a backup");
     assert_left_as_it_was(&before, &contents(Path::new(data)));
 }
 
