@@ -1110,6 +1110,28 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_fresh_file_systems_lost_and_found_is_no_obstacle() {
+        let dir = TempDir::new();
+        std::fs::create_dir_all(dir.0.join("lost+found")).expect("lost+found");
+        let clock = ManualClock::new(1_700_000_000_000);
+        let o = open_at(&dir.0, &clock).expect("an empty file system's mount point");
+        o.store.recover().expect("nothing to load");
+        let id = o
+            .store
+            .create(o.app, CreateOptions::default(), vec![set("a", b"1")])
+            .await
+            .expect("create")
+            .info
+            .id;
+        o.store.flush().await;
+        drop(o);
+        let (o, said) = reopen(&dir.0, &clock);
+        assert!(said.contains("loaded 1 sessions"), "{said}");
+        assert!(snapshot(&o, &id).await.is_some());
+        assert!(dir.0.join("lost+found").is_dir(), "left where it was");
+    }
+
     #[test]
     fn a_directory_of_something_else_or_of_a_newer_format_is_refused_and_left_alone() {
         let foreign = TempDir::new();
