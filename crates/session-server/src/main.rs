@@ -243,13 +243,14 @@ async fn backup(
             }
         }
         None => {
-            let token = match token_file
-                .as_deref()
-                .map(session_server::auth::read_token_file)
-            {
+            let token = match token_file.as_deref() {
                 None => None,
-                Some(Ok(token)) => Some(token),
-                Some(Err(e)) => return fail(&format!("the admin token file: {e}")),
+                Some(path) => match session_server::auth::read_token_file(path) {
+                    Ok(token) => Some(token),
+                    Err(e) => {
+                        return fail(&format!("the admin token file {}: {e}", path.display()));
+                    }
+                },
             };
             match probe::backup(addr, ca.as_deref(), token.as_deref(), &to, timeout).await {
                 Ok(copied) => (copied.sessions, copied.bytes),

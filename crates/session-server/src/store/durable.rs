@@ -828,22 +828,28 @@ mod tests {
     }
 
     fn open_at(dir: &Path, clock: &ManualClock) -> Result<Opened, OpenError> {
-        open_with(dir, clock, Limits::default())
+        open_with(dir, clock, Limits::default(), Fsync::EverySec)
     }
 
-    fn open_with(dir: &Path, clock: &ManualClock, limits: Limits) -> Result<Opened, OpenError> {
+    fn open_with(
+        dir: &Path,
+        clock: &ManualClock,
+        limits: Limits,
+        fsync: Fsync,
+    ) -> Result<Opened, OpenError> {
         let apps = Arc::new(Apps::new(Quota::default()));
         let app = apps.get_or_create("test").expect("an app").id;
         let events = Arc::new(EventLog::new(1024, 1 << 20));
-        let store = open(
-            dir,
-            Fsync::EverySec,
-            limits,
-            Arc::new(clock.clone()),
-            events,
-            apps,
-        )?;
+        let store = open(dir, fsync, limits, Arc::new(clock.clone()), events, apps)?;
         Ok(Opened { store, app })
+    }
+
+    /// A new session holding `name` = `data`.
+    async fn create(o: &Opened, name: &str, data: &'static [u8]) -> SessionId {
+        let created = o
+            .store
+            .create(o.app, CreateOptions::default(), vec![set(name, data)]);
+        created.await.expect("create").info.id
     }
 
     fn reopen(dir: &Path, clock: &ManualClock) -> (Opened, String) {
@@ -866,24 +872,12 @@ mod tests {
         let o = open_at(&dir.0, &clock).expect("a new data directory");
         o.store.recover().expect("nothing to load");
         let store_id = o.store.store_id().to_owned();
-        let kept = o
-            .store
-            .create(o.app, CreateOptions::default(), vec![set("a", b"1")])
-            .await
-            .expect("create")
-            .info
-            .id;
+        let kept = create(&o, "a", b"1").await;
         o.store
             .apply(o.app, &kept, vec![set("b", b"2")], false)
             .await
             .expect("apply");
-        let moved = o
-            .store
-            .create(o.app, CreateOptions::default(), vec![set("m", b"3")])
-            .await
-            .expect("create")
-            .info
-            .id;
+        let moved = create(&o, "m", b"3").await;
         let rotated = o
             .store
             .rotate_id(o.app, &moved)
@@ -965,27 +959,11 @@ mod tests {
     async fn an_always_write_is_answered_only_once_the_disk_has_it() {
         let dir = TempDir::new();
         let clock = ManualClock::new(1_700_000_000_000);
-        let apps = Arc::new(Apps::new(Quota::default()));
-        let app = apps.get_or_create("test").expect("an app").id;
-        let events = Arc::new(EventLog::new(1024, 1 << 20));
-        let store = open(
-            &dir.0,
-            Fsync::Always,
-            Limits::default(),
-            Arc::new(clock.clone()),
-            events,
-            apps,
-        )
-        .expect("opens");
-        store.recover().expect("nothing to load");
+        let o = open_with(&dir.0, &clock, Limits::default(), Fsync::Always).expect("opens");
+        o.store.recover().expect("nothing to load");
         for n in 0..20 {
-            let id = store
-                .create(app, CreateOptions::default(), vec![set("a", b"x")])
-                .await
-                .expect("create")
-                .info
-                .id;
-            let journal = store.journal();
+            let id = create(&o, "a", b"x").await;
+            let journal = o.store.journal();
             let (recorded, synced) = (
                 journal.recorded.load(Ordering::Acquire),
                 *journal.synced.borrow(),
@@ -994,11 +972,11 @@ mod tests {
                 synced >= recorded,
                 "write {n}: synced {synced} < recorded {recorded}"
             );
-            store
-                .apply(app, &id, vec![set("b", b"y")], false)
+            o.store
+                .apply(o.app, &id, vec![set("b", b"y")], false)
                 .await
                 .expect("apply");
-            let journal = store.journal();
+            let journal = o.store.journal();
             assert!(*journal.synced.borrow() >= journal.recorded.load(Ordering::Acquire));
         }
     }
@@ -1011,10 +989,7 @@ mod tests {
         o.store.recover().expect("nothing to load");
         let mut ids = Vec::new();
         for _ in 0..3 {
-            let created = o
-                .store
-                .create(o.app, CreateOptions::default(), vec![set("a", b"x")]);
-            ids.push(created.await.expect("create").info.id);
+            ids.push(create(&o, "a", b"x").await);
         }
         // Read in the order 1, 2, 0, each in a later grain: 1 is the least recently used.
         for n in [1, 2, 0] {
@@ -1027,7 +1002,7 @@ mod tests {
             capacity_bytes: one * 2 + one / 2,
             ..Limits::default()
         };
-        let o = open_with(&dir.0, &clock, limits).expect("opens");
+        let o = open_with(&dir.0, &clock, limits, Fsync::EverySec).expect("opens");
         let said = o.store.recover().expect("loads").expect("says what");
         assert!(said.contains("loaded 2 sessions"), "{said}");
         assert!(
@@ -1065,13 +1040,7 @@ mod tests {
         let clock = ManualClock::new(1_700_000_000_000);
         let o = open_at(&dir.0, &clock).expect("a new data directory");
         o.store.recover().expect("nothing to load");
-        let id = o
-            .store
-            .create(o.app, CreateOptions::default(), vec![set("a", b"kept")])
-            .await
-            .expect("create")
-            .info
-            .id;
+        let id = create(&o, "a", b"kept").await;
         drop(o);
         // What the disk held at that point: the writes after it are the tail a power cut takes.
         let synced = TempDir::new();
@@ -1117,13 +1086,7 @@ mod tests {
         let clock = ManualClock::new(1_700_000_000_000);
         let o = open_at(&dir.0, &clock).expect("an empty file system's mount point");
         o.store.recover().expect("nothing to load");
-        let id = o
-            .store
-            .create(o.app, CreateOptions::default(), vec![set("a", b"1")])
-            .await
-            .expect("create")
-            .info
-            .id;
+        let id = create(&o, "a", b"1").await;
         o.store.flush().await;
         drop(o);
         let (o, said) = reopen(&dir.0, &clock);

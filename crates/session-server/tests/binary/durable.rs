@@ -287,6 +287,12 @@ fn refused_in_one_line(serve: &[&str], dir: &str, what: &str) {
     );
 }
 
+/// Checks that a command failed, saying `says`.
+fn assert_refused(out: &std::process::Output, says: &str) {
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && refusal.contains(says), "{refusal}");
+}
+
 fn stop(mut server: Running) {
     let pid = server.child.id().to_string();
     Command::new("kill")
@@ -629,30 +635,18 @@ async fn a_backup_taken_while_writes_go_on_is_one_consistent_copy_a_server_serve
 
     // Refused: no credential, an app's, a destination that exists; the copy stays as it was.
     let anonymous = backup(&dir.0.join("x").to_string_lossy(), &[]);
-    let refusal = String::from_utf8_lossy(&anonymous.stderr);
-    assert!(
-        !anonymous.status.success() && refusal.contains("admin credential"),
-        "{refusal}"
-    );
+    assert_refused(&anonymous, "admin credential");
     let as_app = backup(
         &dir.0.join("x").to_string_lossy(),
         &["--token-file", &path("cart.token")],
     );
-    let refusal = String::from_utf8_lossy(&as_app.stderr);
-    assert!(
-        !as_app.status.success() && refusal.contains("app's credential cannot"),
-        "{refusal}"
-    );
+    assert_refused(&as_app, "app's credential cannot");
     assert!(
         !dir.0.join("x").exists(),
         "nothing written for a refused call"
     );
     let again = backup(&copy_arg, &["--token-file", &admin_token]);
-    let refusal = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        !again.status.success() && refusal.contains("never overwrites"),
-        "{refusal}"
-    );
+    assert_refused(&again, "never overwrites");
     // The copy is the server user's alone.
     #[cfg(unix)]
     for (file, mode) in modes(&copy) {
@@ -666,11 +660,7 @@ async fn a_backup_taken_while_writes_go_on_is_one_consistent_copy_a_server_serve
         "--to",
         &dir.0.join("y").to_string_lossy(),
     ]);
-    let refusal = String::from_utf8_lossy(&offline.stderr);
-    assert!(
-        !offline.status.success() && refusal.contains("ask that server"),
-        "{refusal}"
-    );
+    assert_refused(&offline, "ask that server");
     stop(server);
 
     // Restore: a server on the copy serves every session, each as of one instant.
@@ -716,11 +706,7 @@ async fn a_backup_taken_while_writes_go_on_is_one_consistent_copy_a_server_serve
         "--to",
         &dir.0.join("z").to_string_lossy(),
     ]);
-    let refusal = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && refusal.contains("nothing to back up"),
-        "{refusal}"
-    );
+    assert_refused(&out, "nothing to back up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

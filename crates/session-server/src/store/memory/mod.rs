@@ -164,9 +164,7 @@ impl<J: Journal> MemoryStore<J> {
     /// Waits until the changes of `ticket` are as durable as the journal promises.
     async fn settled<T>(&self, outcome: Result<(T, u64), StoreError>) -> Result<T, StoreError> {
         let (value, ticket) = outcome?;
-        if ticket != 0 {
-            self.journal.settle(ticket).await?;
-        }
+        SessionStore::settle(self, ticket).await?;
         Ok(value)
     }
 
