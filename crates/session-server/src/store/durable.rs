@@ -305,20 +305,6 @@ impl Shared {
         })
     }
 
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn fsync(&self) -> Fsync {
-        self.fsync
-    }
-
-    /// Bytes fjall holds on disk (records, journal, compaction's leftovers).
-    pub fn disk_space(&self) -> Option<u64> {
-        self.engine.read().as_ref()?.db.disk_space().ok()
-    }
-
     /// The journal cannot take changes: `error` says why. Writes are refused until a repair.
     fn fail(&self, error: &fjall::Error) {
         let reason = format!(

@@ -108,7 +108,8 @@ impl<J: Journal> MemoryStore<J> {
         }
     }
 
-    pub fn journal(&self) -> &J {
+    #[cfg(test)]
+    pub(crate) fn journal(&self) -> &J {
         &self.journal
     }
 
